@@ -1,0 +1,1 @@
+"""The ``airflow docker-runtime`` command group."""

@@ -1,0 +1,47 @@
+"""What each ``airflow docker-runtime`` command does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import yaml
+
+from airflow_docker_runtime.errors import RuntimeSpecError
+from airflow_docker_runtime.resolve import resolve
+
+
+def _fail(message: str) -> None:
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+def spec_rows(dag_file: str, task_id: str | None, purpose: str) -> list[dict[str, Any]]:
+    """One row per spec key: key, value, source."""
+    resolution = resolve(dag_file, purpose=purpose, task_id=task_id)  # type: ignore[arg-type]
+    values = resolution.spec.model_dump(mode="json")
+    values["volumes"] = [str(v) for v in resolution.spec.volumes]
+    return [{"key": key, "value": value, "source": resolution.sources.get(key, "default")} for key, value in values.items()]
+
+
+def spec(args) -> None:
+    """``airflow docker-runtime spec``: the effective runtime spec with the source of every value."""
+    try:
+        rows = spec_rows(args.dag_file, args.task_id, args.purpose)
+    except RuntimeSpecError as exc:
+        _fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(rows, sort_keys=False), end="")
+    else:
+        print_table(rows)
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    cells = [[str(row[c]) if not isinstance(row[c], (dict, list)) else json.dumps(row[c]) for c in row] for row in rows]
+    headers = list(rows[0]) if rows else []
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    for line in [headers, ["-" * w for w in widths], *cells]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())

@@ -1,0 +1,1 @@
+"""Worker-side container machinery shared by tasks and parsing: Docker arguments, launch, reaping."""

@@ -1,0 +1,116 @@
+"""Plugging a container into Airflow's supervisor: one mechanism for task runners and DAG-file parsers.
+
+Upstream ``WatchedSubprocess.start`` creates four socketpairs and ``fork()``\\ s. :func:`start_in_container`
+does the same except that the child ends go to a container (see :mod:`.launcher`); everything after that
+-- reading logs, serving requests, heartbeats, timeouts, final state -- is the upstream supervisor's code.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from socket import socketpair
+from typing import TYPE_CHECKING, Any
+
+from airflow_docker_runtime.container.launcher import ContainerProcess, launch
+from airflow_docker_runtime.spec import format_size
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from airflow_docker_runtime.spec import RuntimeSpec
+
+
+def start_in_container(
+    cls: type,
+    *,
+    spec: RuntimeSpec,
+    request_args: dict[str, Any],
+    logger: FilteringBoundLogger,
+    **constructor_kwargs: Any,
+):
+    """Build an instance of the upstream ``WatchedSubprocess`` subclass ``cls`` whose child is a container."""
+    child_stdout, read_stdout = socketpair()
+    child_stderr, read_stderr = socketpair()
+    child_requests, read_requests = socketpair()
+    child_logs, read_logs = socketpair()
+    parent_ends = (read_stdout, read_stderr, read_requests, read_logs)
+    try:
+        container, timings, image = launch(spec, request_args, (child_requests, child_stdout, child_stderr, child_logs))
+    except BaseException:
+        for sock in parent_ends:
+            sock.close()
+        raise
+    finally:
+        for sock in (child_requests, child_stdout, child_stderr, child_logs):
+            sock.close()
+
+    logger.info(
+        "Started container",
+        image=spec.image,
+        image_id=image.get("Id", ""),
+        image_digests=image.get("RepoDigests") or [],
+        container_id=container.id[:12],
+        container_name=request_args["name"],
+        limits=spec.limits_summary(),
+        network_mode=spec.network_mode or "default",
+        user=spec.run_as_user or "image default",
+        start_seconds=round(timings.image + timings.create + timings.start + timings.connect, 3),
+        timings=timings.summary(),
+    )
+    proc = cls(
+        pid=container.pid,
+        stdin=read_requests,
+        process=container,
+        process_log=logger,
+        start_time=time.monotonic(),
+        container=container,
+        **constructor_kwargs,
+    )
+    proc._register_pipe_readers(read_stdout, read_stderr, read_requests, read_logs, data={})
+    return proc
+
+
+class ContainerChildMixin:
+    """
+    Behaviour shared by the container-backed task runner and DAG-file parser supervisors.
+
+    Expects an attrs field ``container: ContainerProcess`` on the class it is mixed into.
+    """
+
+    __slots__ = ()
+    container: ContainerProcess
+
+    def _check_subprocess_exit(self, raise_on_timeout: bool = False, expect_signal: int | None = None):
+        first = self._exit_code is None  # type: ignore[attr-defined]
+        code = super()._check_subprocess_exit(raise_on_timeout=raise_on_timeout, expect_signal=expect_signal)  # type: ignore[misc]
+        if first and code is not None:
+            self._log_container_exit()
+        return code
+
+    def _log_container_exit(self) -> None:
+        container = self.container
+        outcome = container.outcome
+        if outcome is None:
+            return
+        log: FilteringBoundLogger = self.process_log  # type: ignore[attr-defined]
+        peak = format_size(container.peak_memory) if container.peak_memory else "unknown"
+        if outcome.oom_killed:
+            log.error(
+                f"Container killed: out of memory, limit {format_size(container.spec.memory) if container.spec.limit_resource else 'none'}",
+                container_id=container.id[:12],
+                exit_code=outcome.exit_code,
+                oom_killed=True,
+            )
+        else:
+            log.info(
+                "Container exited",
+                container_id=container.id[:12],
+                exit_code=outcome.exit_code,
+                oom_killed=False,
+                peak_memory=peak,
+            )
+
+    def kill(self, signal_to_send: signal.Signals = signal.SIGINT, escalation_delay: float = 5.0, force: bool = False):
+        # "SIGKILL after stop_timeout": the operator's grace period replaces the supervisor's fixed delay.
+        return super().kill(signal_to_send, escalation_delay=self.container.spec.stop_timeout, force=force)  # type: ignore[misc]

@@ -1,0 +1,209 @@
+"""Reading the layers of runtime settings: airflow.cfg sections, the volume file and DAG sidecars.
+
+Everything here turns an outside source into :class:`~airflow_docker_runtime.spec.RuntimeOptions`
+layers, or fails with a :class:`~airflow_docker_runtime.errors.RuntimeSpecError` naming the source and
+the key. No Docker, no Airflow database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from airflow_docker_runtime.errors import RuntimeSpecError
+from airflow_docker_runtime.spec import OPERATOR_ONLY_KEYS, RuntimeOptions
+
+Purpose = Literal["task", "parse"]
+
+BASE_SECTION = "docker_runtime"
+BASE_ENV_SECTION = "docker_runtime_environment_variables"
+PURPOSE_SECTIONS: dict[str, str] = {
+    "task": "task_execution_docker_runtime",
+    "parse": "scheduler_dag_parsing_docker_runtime",
+}
+FEATURE_FLAGS: dict[str, str] = {
+    "task": "task_execution_runtime",
+    "parse": "scheduler_dag_parsing_runtime",
+}
+POLICY_SECTION = "docker_runtime_policy"
+
+SIDECAR_SUFFIX = ".metadata.yaml"
+MAX_YAML_BYTES = 64 * 1024
+"""Sidecars and the volume file are small; a larger file is refused before it is parsed."""
+
+ConfigReader = Callable[[str], Mapping[str, str] | None]
+"""Returns one ``airflow.cfg`` section as a mapping (``None`` when absent)."""
+
+
+def airflow_config_reader(section: str) -> Mapping[str, str] | None:
+    """Read a section from Airflow's configuration (airflow.cfg, ``AIRFLOW__...`` env vars, defaults)."""
+    from airflow.configuration import conf
+
+    return conf.getsection(section)
+
+
+def layer_from_mapping(data: Any, source: str, *, trusted: bool, key_prefix: str = "") -> RuntimeOptions:
+    """Validate one mapping of settings; errors name ``source`` and the (prefixed) key."""
+    if not isinstance(data, dict):
+        raise RuntimeSpecError(source, key_prefix.rstrip(".") or "<top level>", "expected a mapping of settings")
+    if not trusted:
+        for key in data:
+            if key in OPERATOR_ONLY_KEYS:
+                raise RuntimeSpecError(
+                    source, f"{key_prefix}{key}", "may only be set by the operator in airflow.cfg, not in a sidecar"
+                )
+    try:
+        return RuntimeOptions.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error["loc"]
+        key = f"{key_prefix}{loc[0]}" if loc else key_prefix.rstrip(".")
+        detail = ".".join(str(part) for part in loc[1:])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(sorted(k for k in RuntimeOptions.model_fields if trusted or k not in OPERATOR_ONLY_KEYS))
+            message = f"unknown key; expected one of: {known}"
+        elif detail:
+            message = f"{detail}: {message}"
+        raise RuntimeSpecError(source, key, message) from None
+
+
+def _section(read: ConfigReader, name: str) -> dict[str, Any]:
+    # Empty values mean "not set here": an override section inherits the key from [docker_runtime].
+    # (Airflow's getsection() may already have turned values into bools and numbers.)
+    return {k.lower(): v for k, v in (read(name) or {}).items() if v is not None and v != ""}
+
+
+def config_layers(purpose: Purpose, read: ConfigReader = airflow_config_reader) -> list[tuple[str, RuntimeOptions]]:
+    """
+    The operator's layers for ``purpose``, earliest first.
+
+    ``[docker_runtime]`` + ``[docker_runtime_environment_variables]``, then the purpose section
+    (``[task_execution_docker_runtime]`` or ``[scheduler_dag_parsing_docker_runtime]``) with its
+    ``_labels`` and ``_environment_variables`` sections. Environment variable names are upper-cased
+    (Airflow lower-cases option names).
+    """
+    layers = []
+    purpose_section = PURPOSE_SECTIONS[purpose]
+    for section, env_section, labels_section in (
+        (BASE_SECTION, BASE_ENV_SECTION, None),
+        (purpose_section, f"{purpose_section}_environment_variables", f"{purpose_section}_labels"),
+    ):
+        values: dict[str, Any] = _section(read, section)
+        for flag in FEATURE_FLAGS.values():
+            values.pop(flag, None)
+        layers.append((f"[{section}]", layer_from_mapping(values, f"[{section}]", trusted=True)))
+        env = {k.upper(): str(v) for k, v in _section(read, env_section).items()}
+        if env:
+            layers.append((f"[{env_section}]", layer_from_mapping({"environments": env}, f"[{env_section}]", trusted=True)))
+        labels = _section(read, labels_section) if labels_section else {}
+        if labels:
+            layers.append((f"[{labels_section}]", layer_from_mapping({"labels": labels}, f"[{labels_section}]", trusted=True)))
+    return layers
+
+
+def runtime_flag(purpose: Purpose, read: ConfigReader = airflow_config_reader) -> Literal["native", "docker"]:
+    """The feature flag for ``purpose``: ``native`` (the default) or ``docker``."""
+    key = FEATURE_FLAGS[purpose]
+    value = str(_section(read, BASE_SECTION).get(key, "native")).strip().lower()
+    if value not in ("native", "docker"):
+        raise RuntimeSpecError(f"[{BASE_SECTION}]", key, f"expected 'native' or 'docker', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def read_yaml_file(path: Path) -> Any:
+    """Read a small YAML file with the safe loader; errors name the file."""
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise RuntimeSpecError(source, "<file>", f"file is {size} bytes; the limit is {MAX_YAML_BYTES}")
+        text = path.read_text(encoding="utf-8")
+    except RuntimeSpecError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeSpecError(source, "<file>", f"cannot read: {exc.__class__.__name__}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RuntimeSpecError(source, "<file>", f"invalid YAML{where}: {problem}") from None
+
+
+def volume_file_layer(path: str) -> tuple[str, RuntimeOptions]:
+    """The operator's ``volume_mount_yaml``: a list of volumes, or a mapping with a ``volumes:`` list."""
+    file = Path(path)
+    data = read_yaml_file(file)
+    if isinstance(data, dict):
+        unknown = set(data) - {"volumes"}
+        if unknown:
+            raise RuntimeSpecError(path, sorted(unknown)[0], "unknown key; expected 'volumes'")
+        data = data.get("volumes")
+    if data is None:
+        data = []
+    if not isinstance(data, list):
+        raise RuntimeSpecError(path, "volumes", "expected a list of volumes")
+    source = f"volume_mount_yaml {path}"
+    return source, layer_from_mapping({"volumes": data}, path, trusted=True)
+
+
+def sidecar_path(dag_file: Path) -> Path:
+    """``dags/etl.py`` -> ``dags/etl.py.metadata.yaml`` (the AIP's naming)."""
+    return dag_file.with_name(dag_file.name + SIDECAR_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A parsed ``<dagfile>.py.metadata.yaml``: the file's runtime and optional per-task overrides."""
+
+    path: Path
+    runtime: RuntimeOptions
+    tasks: Mapping[str, RuntimeOptions] = field(default_factory=dict)
+
+    def layers(self, task_id: str | None) -> list[tuple[str, RuntimeOptions]]:
+        layers = [(f"sidecar {self.path}", self.runtime)]
+        if task_id is not None and task_id in self.tasks:
+            layers.append((f"sidecar {self.path} tasks.{task_id}", self.tasks[task_id]))
+        return layers
+
+
+def load_sidecar(dag_file: Path) -> Sidecar | None:
+    """Load the sidecar beside ``dag_file``; ``None`` when there is none (global settings apply)."""
+    path = sidecar_path(dag_file)
+    if not path.exists() and not path.is_symlink():
+        return None
+    source = str(path)
+    data = read_yaml_file(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RuntimeSpecError(source, "<top level>", "expected a mapping with a 'docker_runtime:' key")
+    unknown = set(data) - {"docker_runtime", "tasks"}
+    if unknown:
+        raise RuntimeSpecError(source, str(sorted(unknown, key=str)[0]), "unknown key; expected 'docker_runtime' or 'tasks'")
+    runtime = layer_from_mapping(data.get("docker_runtime") or {}, source, trusted=False, key_prefix="docker_runtime.")
+    tasks_data = data.get("tasks") or {}
+    if not isinstance(tasks_data, dict):
+        raise RuntimeSpecError(source, "tasks", "expected a mapping of task_id to {docker_runtime: {...}}")
+    tasks = {}
+    for task_id, override in tasks_data.items():
+        prefix = f"tasks.{task_id}."
+        if not isinstance(override, dict) or set(override) - {"docker_runtime"}:
+            raise RuntimeSpecError(source, prefix.rstrip("."), "expected a mapping with only a 'docker_runtime:' key")
+        tasks[str(task_id)] = layer_from_mapping(
+            override.get("docker_runtime") or {}, source, trusted=False, key_prefix=f"{prefix}docker_runtime."
+        )
+    return Sidecar(path=path, runtime=runtime, tasks=tasks)
+
+
+def host_environment(names: tuple[str, ...], environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The worker's values for ``environment_variables_from_host`` (absent names are skipped)."""
+    return {name: environ[name] for name in names if name in environ}
