@@ -45,3 +45,29 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
     for line in [headers, ["-" * w for w in widths], *cells]:
         print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+
+
+def parse(args) -> None:
+    """``airflow docker-runtime parse PATH``: parse one DAG file in its container."""
+    from pathlib import Path
+
+    from airflow_docker_runtime.parsing.command import parse_file
+
+    path = Path(args.path)
+    if not path.is_file():
+        _fail(f"{path}: no such DAG file")
+    result, seconds, log = parse_file(path, args.timeout)
+    dag_ids = sorted(d.dag_id for d in result.serialized_dags) if result else []
+    errors = (result.import_errors or {}) if result else {str(path): "no result from the parsing container"}
+    report = {"file": str(path), "dag_ids": dag_ids, "import_errors": errors, "seconds": round(seconds, 3)}
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(report, sort_keys=False), end="")
+    else:
+        print(log, end="", file=sys.stderr)
+        print(f"file:    {path}\ndag ids: {', '.join(dag_ids) or '(none)'}\ntime:    {seconds:.3f}s")
+        for name, error in errors.items():
+            print(f"import error in {name}:\n{error}")
+    if errors:
+        raise SystemExit(1)

@@ -9,6 +9,8 @@ _COMMANDS = "airflow_docker_runtime.cli.commands"
 ARG_DAG_FILE = Arg(("--dag-file",), help="Path of the DAG file", required=True)
 ARG_TASK_ID = Arg(("--task-id",), help="Resolve for this task (per-task sidecar overrides apply)")
 ARG_FOR = Arg(("--for",), dest="purpose", choices=("task", "parse"), default="task", help="Spec for task execution or DAG parsing")
+ARG_PATH = Arg(("path",), help="Path of the DAG file")
+ARG_TIMEOUT = Arg(("--timeout",), type=float, default=120.0, help="Seconds before the parse is killed")
 ARG_OUTPUT = Arg(("-o", "--output"), choices=("table", "json", "yaml"), default="table", help="Output format")
 
 
@@ -25,6 +27,26 @@ def get_cli_commands() -> list[GroupCommand]:
                     func=lazy_load_command(f"{_COMMANDS}.spec"),
                     args=(ARG_DAG_FILE, ARG_TASK_ID, ARG_FOR, ARG_OUTPUT),
                 ),
+                ActionCommand(
+                    name="dag-processor",
+                    help="Start a DAG processor whose parse children run in containers "
+                    "(when [docker_runtime] scheduler_dag_parsing_runtime = docker)",
+                    func=lazy_load_command("airflow_docker_runtime.parsing.command.dag_processor"),
+                    args=_upstream_args("dag-processor"),
+                ),
+                ActionCommand(
+                    name="parse",
+                    help="Parse one DAG file in its container; print the DAG ids, import errors and time taken",
+                    func=lazy_load_command(f"{_COMMANDS}.parse"),
+                    args=(ARG_PATH, ARG_TIMEOUT, ARG_OUTPUT),
+                ),
             ),
         )
     ]
+
+
+def _upstream_args(name: str) -> tuple[Arg, ...]:
+    """The upstream command's own arguments, so ours accepts exactly the same options."""
+    from airflow.cli.cli_config import core_commands
+
+    return tuple(next(c for c in core_commands if c.name == name).args)

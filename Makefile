@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything else is set-up they call.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PYTHON := $(BIN)/python
+
+.PHONY: demo test setup venv docker images postgres bench clean
+
+demo: venv docker images
+	$(BIN)/python scripts/demo.py
+
+test: setup
+	$(BIN)/pytest tests
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+setup: venv docker images postgres
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+docker:
+	scripts/ensure-docker.sh
+
+images: venv docker
+	scripts/build-images.sh
+
+postgres:
+	scripts/ensure-postgres.sh
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,1 @@
+"""The DAG parsing runtime: a DAG processor whose parse children run in containers."""

@@ -1,0 +1,62 @@
+"""``airflow docker-runtime dag-processor`` and ``airflow docker-runtime parse``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def dag_processor(args: Any) -> None:
+    """Run the upstream ``airflow dag-processor`` with container-backed parse children."""
+    from airflow.cli.commands.dag_processor_command import dag_processor as upstream
+    from airflow.dag_processing import manager
+
+    from airflow_docker_runtime.parsing.processor import DockerDagFileProcessorProcess
+
+    # The manager creates children through this module-level name; the flag is checked per file.
+    manager.DagFileProcessorProcess = DockerDagFileProcessorProcess  # type: ignore[misc]
+    upstream(args)
+
+
+def parse_file(path: Path, timeout: float) -> tuple[Any, float, str]:
+    """Parse one DAG file in its container; returns (parsing result or None, seconds, container log)."""
+    import io
+
+    import structlog
+    from uuid6 import uuid7
+
+    from airflow.dag_processing.processor import in_process_api_server
+    from airflow.sdk.api.client import Client
+
+    from airflow_docker_runtime.parsing.processor import DockerDagFileProcessorProcess
+
+    path = path.resolve()
+    api = in_process_api_server()
+    client = Client(base_url=None, token="", dry_run=True, transport=api.transport)
+    client.base_url = "http://in-process.invalid./"  # type: ignore[assignment]
+    buffer = io.StringIO()
+    logger = structlog.wrap_logger(structlog.PrintLogger(buffer), processors=[structlog.dev.ConsoleRenderer(colors=False)])
+    started = time.monotonic()
+    proc = DockerDagFileProcessorProcess.start_in_container(
+        id=uuid7(),
+        path=path,
+        bundle_path=path.parent,
+        bundle_name="docker-runtime-parse",
+        dag_file_rel_path=path.name,
+        callbacks=[],
+        client=client,
+        logger=logger,
+        logger_filehandle=open(os.devnull, "wb"),
+    )
+    deadline = started + timeout
+    try:
+        while not proc.is_ready:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise TimeoutError(f"parsing {path} took longer than {timeout:g}s")
+            proc._service_subprocess(max_wait_time=0.2)
+    finally:
+        proc.close()
+    return proc.parsing_result, time.monotonic() - started, buffer.getvalue()

@@ -1,0 +1,144 @@
+"""The DAG parsing runtime: each DAG file's parse child runs in a container of that file's image.
+
+Airflow 3.3 has no extension point for the DAG processor's child, so ``airflow docker-runtime
+dag-processor`` runs the upstream manager with :class:`DockerDagFileProcessorProcess` in place of
+``DagFileProcessorProcess`` (see ``docs/adr/0002-parsing-needs-its-own-command.md``). The manager still
+persists serialized DAGs and import errors; only the child that imports the file, serializes its DAGs
+and runs DAG-level callbacks moves into the container.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from typing import Any
+
+import attrs
+
+from airflow.dag_processing.processor import DagFileParseRequest, DagFileParsingResult, DagFileProcessorProcess
+
+from airflow_docker_runtime.container.docker_args import container_name
+from airflow_docker_runtime.container.launcher import ContainerProcess
+from airflow_docker_runtime.container.supervised import ContainerChildMixin, start_in_container
+from airflow_docker_runtime.coordinator import container_environment
+from airflow_docker_runtime.errors import DockerRuntimeError
+from airflow_docker_runtime.layers import runtime_flag
+from airflow_docker_runtime.resolve import resolve
+from airflow_docker_runtime.spec import format_size
+
+
+def _report_import_error(rel_path: str, message: str) -> None:
+    """Child entry point that answers the parse request with one import error (no DAG code runs)."""
+    from pydantic import TypeAdapter
+
+    from airflow.dag_processing.processor import ToDagProcessor, ToManager
+    from airflow.sdk.execution_time import comms
+
+    decoder = comms.CommsDecoder[ToDagProcessor, ToManager](body_decoder=TypeAdapter[ToDagProcessor](ToDagProcessor))
+    request = decoder._get_response()
+    if isinstance(request, DagFileParseRequest) and not request.callback_requests:
+        decoder.send(DagFileParsingResult(fileloc=request.file, serialized_dags=[], import_errors={rel_path: message}))
+
+
+@attrs.define(kw_only=True)
+class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess):
+    """Upstream ``DagFileProcessorProcess`` whose parse child lives in a container."""
+
+    container: ContainerProcess | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def start(  # type: ignore[override]
+        cls,
+        *,
+        path: str | os.PathLike[str],
+        bundle_path,
+        bundle_name: str,
+        dag_file_rel_path: str,
+        callbacks: list,
+        client,
+        **kwargs: Any,
+    ):
+        """Called by the upstream manager for each file: native or container, per the feature flag."""
+        if runtime_flag("parse") == "native":
+            return DagFileProcessorProcess.start(
+                path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
+                callbacks=callbacks, client=client, **kwargs,
+            )
+        return cls.start_in_container(
+            path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
+            callbacks=callbacks, client=client, **kwargs,
+        )
+
+    @classmethod
+    def start_in_container(
+        cls,
+        *,
+        path: str | os.PathLike[str],
+        bundle_path,
+        bundle_name: str,
+        dag_file_rel_path: str,
+        callbacks: list,
+        client,
+        **kwargs: Any,
+    ):
+        """Parse ``path`` in a container of its parsing runtime spec; a runtime error is the file's import error."""
+        try:
+            resolution = resolve(path, purpose="parse")
+            proc = start_in_container(
+                cls,
+                spec=resolution.spec,
+                request_args={
+                    "kind": "parse",
+                    "name": container_name("parse", dag_file_rel_path, kwargs["id"]),
+                    "bundle_paths": (str(bundle_path),),
+                    "labels": {
+                        "dag_file": os.fspath(path),
+                        "bundle": bundle_name,
+                        "worker": socket.gethostname(),
+                        "supervisor_pid": str(os.getpid()),
+                    },
+                    "environment": container_environment(),
+                },
+                client=client,
+                bundle_name=bundle_name,
+                dag_file_rel_path=dag_file_rel_path,
+                **kwargs,
+            )
+        except DockerRuntimeError as exc:
+            # The failure belongs to this file: it becomes the file's import error, nothing else stops.
+            kwargs["logger"].error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
+            return DagFileProcessorProcess.start(
+                path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
+                callbacks=callbacks, client=client,
+                target=functools.partial(_report_import_error, dag_file_rel_path, f"Docker runtime: {type(exc).__name__}: {exc}"),
+                **kwargs,
+            )
+        proc.had_callbacks = bool(callbacks)
+        proc._on_child_started(callbacks, path, bundle_path, bundle_name)
+        return proc
+
+    @property
+    def is_ready(self) -> bool:
+        ready = super().is_ready
+        if ready and self.parsing_result is None and not self.had_callbacks:
+            self._report_container_failure(self._exit_code)
+        return ready
+
+    def _report_container_failure(self, code: int | None) -> None:
+        """A container that died without a result (OOM, timeout kill, broken image) is an import error."""
+        outcome = self.container.outcome if self.container else None
+        if outcome is not None and outcome.oom_killed:
+            reason = f"the parsing container was killed: out of memory, limit {format_size(self.container.spec.memory)}"
+        else:
+            reason = f"the parsing container exited with code {code} without a result"
+        self.parsing_result = DagFileParsingResult(
+            fileloc=self.dag_file_rel_path, serialized_dags=[], import_errors={self.dag_file_rel_path: f"Docker runtime: {reason}"}
+        )
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            if self.container is not None:
+                self.container.stop()
