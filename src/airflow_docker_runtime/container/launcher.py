@@ -133,6 +133,9 @@ class ContainerProcess:
         self.peak_memory: int | None = None
         self._last_sample = 0.0
         self._exited = threading.Event()
+        # Closed by the waiter when the container exits: the supervisor's selector sees EOF and wakes up
+        # at once instead of at its next heartbeat (a container's exit is not a child's SIGCHLD).
+        self.exit_signal, self._exit_notifier = socket.socketpair()
         self._removed = threading.Event()
         self._waiter = threading.Thread(target=self._wait_for_exit, name=f"adr-wait-{container_id[:12]}", daemon=True)
 
@@ -178,6 +181,7 @@ class ContainerProcess:
                 self.outcome = ContainerOutcome(exit_code=1, oom_killed=False, startup_logs=f"lost the container: {exc}")
             finally:
                 self._exited.set()
+                self._exit_notifier.close()
             if self.spec.remove_container_after_exit:
                 remove_container(self.client, self.id)
         finally:

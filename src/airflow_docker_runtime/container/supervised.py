@@ -7,6 +7,7 @@ does the same except that the child ends go to a container (see :mod:`.launcher`
 
 from __future__ import annotations
 
+import selectors
 import signal
 import time
 from socket import socketpair
@@ -68,7 +69,13 @@ def start_in_container(
         **constructor_kwargs,
     )
     proc._register_pipe_readers(read_stdout, read_stderr, read_requests, read_logs, data={})
+    proc.selector.register(container.exit_signal, selectors.EVENT_READ, (_eof, proc.selector.unregister))
     return proc
+
+
+def _eof(sock) -> bool:
+    """Selector handler for the container's exit signal: there is never more to read."""
+    return False
 
 
 class ContainerChildMixin:

@@ -1,0 +1,3 @@
+"""Its sidecar names an image that does not exist."""
+
+from airflow.sdk import DAG  # noqa: F401
