@@ -105,7 +105,20 @@ class DockerCoordinator(BaseCoordinator):
                 subprocess_logs_to_stdout=subprocess_logs_to_stdout,
             )
         task_log.info("Docker runtime: queue routed to a container", queue=what.queue, routed_queues=routed_queues())
+        return self.run_in_container(
+            what=what,
+            dag_rel_path=dag_rel_path,
+            bundle_info=bundle_info,
+            client=client,
+            task_log=task_log,
+            sentry_integration=sentry_integration,
+            subprocess_logs_to_stdout=subprocess_logs_to_stdout,
+        )
 
+    def run_in_container(
+        self, *, what, dag_rel_path, bundle_info, client, task_log, sentry_integration: str = "", subprocess_logs_to_stdout: bool = False
+    ) -> BaseCoordinator.ExecutionResult:
+        """Run one task try in a container of its runtime spec (whatever the feature flag says)."""
         try:
             from airflow.dag_processing.bundles.manager import DagBundlesManager
 

@@ -71,3 +71,47 @@ def parse(args) -> None:
             print(f"import error in {name}:\n{error}")
     if errors:
         raise SystemExit(1)
+
+
+def test(args) -> None:
+    """``airflow docker-runtime test DAG_ID TASK_ID [LOGICAL_DATE_OR_RUN_ID]``: one task, in its container, now."""
+    from uuid import UUID
+
+    import structlog
+
+    from airflow.cli.commands.task_command import _get_ti
+    from airflow.sdk.api.datamodels._generated import BundleInfo, TaskInstance as TaskInstanceSDK
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+    from airflow.utils.cli import get_db_dag
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    from airflow_docker_runtime.coordinator import DockerCoordinator
+
+    dag = get_db_dag(args.bundle_name, args.dag_id)
+    ti, dag_run_created = _get_ti(
+        dag.get_task(args.task_id), args.map_index, logical_date_or_run_id=args.logical_date_or_run_id, create_if_necessary="db"
+    )
+    try:
+        ti.set_state(TaskInstanceState.QUEUED)
+        what = TaskInstanceSDK(
+            id=UUID(str(ti.id)), task_id=ti.task_id, dag_id=ti.dag_id, run_id=ti.run_id, try_number=ti.try_number,
+            map_index=ti.map_index, dag_version_id=UUID(str(ti.dag_version_id)), queue=ti.queue,
+        )
+        bundle = BundleInfo(name=ti.dag_model.bundle_name, version=ti.dag_run.bundle_version)
+        logger = structlog.wrap_logger(structlog.PrintLogger(sys.stdout), processors=[structlog.dev.ConsoleRenderer(colors=False)])
+        result = DockerCoordinator().run_in_container(
+            what=what,
+            dag_rel_path=ti.dag_model.relative_fileloc,
+            bundle_info=bundle,
+            client=InProcessTestSupervisor._api_client(dag),
+            task_log=logger,
+            subprocess_logs_to_stdout=False,
+        )
+        print(f"Task {args.dag_id}.{args.task_id} finished: {result.final_state} (exit code {result.exit_code})")
+    finally:
+        if dag_run_created:
+            with create_session() as session:
+                session.delete(ti.dag_run)
+    if result.final_state != "success":
+        raise SystemExit(1)

@@ -28,6 +28,13 @@ def get_cli_commands() -> list[GroupCommand]:
                     args=(ARG_DAG_FILE, ARG_TASK_ID, ARG_FOR, ARG_OUTPUT),
                 ),
                 ActionCommand(
+                    name="test",
+                    help="Run one task in its container now, without a scheduler, printing its log "
+                    "(AIP-46's --docker flag in Airflow 3 terms)",
+                    func=lazy_load_command(f"{_COMMANDS}.test"),
+                    args=_upstream_args("test", group="tasks", only=("dag_id", "task_id", "logical_date_or_run_id", "bundle_name", "map_index")),
+                ),
+                ActionCommand(
                     name="dag-processor",
                     help="Start a DAG processor whose parse children run in containers "
                     "(when [docker_runtime] scheduler_dag_parsing_runtime = docker)",
@@ -45,8 +52,14 @@ def get_cli_commands() -> list[GroupCommand]:
     ]
 
 
-def _upstream_args(name: str) -> tuple[Arg, ...]:
-    """The upstream command's own arguments, so ours accepts exactly the same options."""
+def _upstream_args(name: str, group: str | None = None, only: tuple[str, ...] | None = None) -> tuple[Arg, ...]:
+    """The upstream command's own arguments, so ours accepts the same options (``only``: those dests)."""
     from airflow.cli.cli_config import core_commands
 
-    return tuple(next(c for c in core_commands if c.name == name).args)
+    commands = core_commands
+    if group is not None:
+        commands = next(c for c in core_commands if c.name == group).subcommands
+    args = tuple(next(c for c in commands if c.name == name).args)
+    if only is not None:
+        args = tuple(a for a in args if (a.kwargs.get("dest") or a.flags[-1].lstrip("-").replace("-", "_")) in only)
+    return args
