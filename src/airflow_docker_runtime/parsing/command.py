@@ -20,14 +20,14 @@ def dag_processor(args: Any) -> None:
     upstream(args)
 
 
-def parse_file(path: Path, timeout: float) -> tuple[Any, float, str]:
-    """Parse one DAG file in its container; returns (parsing result or None, seconds, container log)."""
+def parse_file(path: Path, timeout: float, *, in_container: bool = True) -> tuple[Any, float, str]:
+    """Parse one DAG file in its container (or natively, to compare); returns (result or None, seconds, log)."""
     import io
 
     import structlog
     from uuid6 import uuid7
 
-    from airflow.dag_processing.processor import in_process_api_server
+    from airflow.dag_processing.processor import DagFileProcessorProcess, in_process_api_server
     from airflow.sdk.api.client import Client
 
     from airflow_docker_runtime.parsing.processor import DockerDagFileProcessorProcess
@@ -39,7 +39,8 @@ def parse_file(path: Path, timeout: float) -> tuple[Any, float, str]:
     buffer = io.StringIO()
     logger = structlog.wrap_logger(structlog.PrintLogger(buffer), processors=[structlog.dev.ConsoleRenderer(colors=False)])
     started = time.monotonic()
-    proc = DockerDagFileProcessorProcess.start_in_container(
+    start = DockerDagFileProcessorProcess.start_in_container if in_container else DagFileProcessorProcess.start
+    proc = start(
         id=uuid7(),
         path=path,
         bundle_path=path.parent,
