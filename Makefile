@@ -13,7 +13,7 @@ test: setup
 	$(BIN)/pytest tests
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/parse.py
 
 setup: venv docker images postgres
 

@@ -68,9 +68,3 @@ def stack(tmp_path_factory, docker_client):
         ).raise_for_status()
         yield s
 
-
-@pytest.fixture(scope="session")
-def docker_client():  # TEMP until tests/conftest.py lands
-    import docker
-
-    return docker.DockerClient(base_url="unix:///var/run/docker.sock", version="auto")
