@@ -42,7 +42,7 @@ class ContainerActivitySubprocess(ContainerChildMixin, ActivitySubprocess):
 
 
 def task_labels(ti: Any) -> dict[str, str]:
-    """The try's identity as container labels (read by ``airflow docker-runtime gc`` and by humans)."""
+    """The try's identity as container labels: for operators today, for an orphan reaper later."""
     return {
         "dag_id": ti.dag_id,
         "task_id": ti.task_id,
@@ -93,7 +93,11 @@ class DockerCoordinator(BaseCoordinator):
         **kwargs,
     ) -> BaseCoordinator.ExecutionResult:
         task_log: FilteringBoundLogger = logger or structlog.get_logger(logger_name="task").bind()
-        if runtime_flag("task") == "native":
+        try:
+            native = runtime_flag("task") == "native"
+        except DockerRuntimeError as exc:
+            return fail_before_start(what, client, task_log, exc)
+        if native:
             task_log.info("Docker runtime: [docker_runtime] task_execution_runtime = native; running on the worker")
             return _PythonCoordinator().execute_task(
                 what=what,
@@ -142,7 +146,9 @@ class DockerCoordinator(BaseCoordinator):
                 client=client,
                 subprocess_logs_to_stdout=subprocess_logs_to_stdout,
             )
-        except DockerRuntimeError as exc:
+        except Exception as exc:
+            # The boundary between a task and the runtime: whatever went wrong before the child started
+            # (bad sidecar, no image, no daemon, a bug here) fails this try with the reason in its log.
             return fail_before_start(what, client, task_log, exc)
 
         try:
@@ -169,7 +175,10 @@ def fail_before_start(what, client, task_log: FilteringBoundLogger, exc: Excepti
     """
     from airflow.sdk.api.datamodels._generated import TaskInstanceState
 
-    task_log.error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
+    if isinstance(exc, DockerRuntimeError):
+        task_log.error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
+    else:
+        task_log.exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}", error_type=type(exc).__name__)
     now = datetime.now(tz=timezone.utc)
     context = client.task_instances.start(what.id, os.getpid(), now)
     state = TaskInstanceState.UP_FOR_RETRY if context.should_retry else TaskInstanceState.FAILED

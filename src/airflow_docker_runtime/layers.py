@@ -45,7 +45,9 @@ def airflow_config_reader(section: str) -> Mapping[str, str] | None:
     """Read a section from Airflow's configuration (airflow.cfg, ``AIRFLOW__...`` env vars, defaults)."""
     from airflow.configuration import conf
 
-    return conf.getsection(section)
+    # getsection() coerces "50000" or "2.10" into numbers; run_as_user, tags and env values are strings.
+    keys = conf.getsection(section)
+    return None if keys is None else {key: conf.get(section, key) for key in keys}
 
 
 def layer_from_mapping(data: Any, source: str, *, trusted: bool, key_prefix: str = "") -> RuntimeOptions:
@@ -121,10 +123,13 @@ def read_yaml_file(path: Path) -> Any:
     """Read a small YAML file with the safe loader; errors name the file."""
     source = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise RuntimeSpecError(source, "<file>", f"file is {size} bytes; the limit is {MAX_YAML_BYTES}")
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():  # follows symlinks: a FIFO or /dev/zero is refused, not read forever
+            raise RuntimeSpecError(source, "<file>", "not a regular file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise RuntimeSpecError(source, "<file>", f"file is larger than the limit of {MAX_YAML_BYTES} bytes")
+        text = data.decode("utf-8")
     except RuntimeSpecError:
         raise
     except (OSError, UnicodeDecodeError) as exc:
@@ -189,8 +194,10 @@ def load_sidecar(dag_file: Path) -> Sidecar | None:
     unknown = set(data) - {"docker_runtime", "tasks"}
     if unknown:
         raise RuntimeSpecError(source, str(sorted(unknown, key=str)[0]), "unknown key; expected 'docker_runtime' or 'tasks'")
-    runtime = layer_from_mapping(data.get("docker_runtime") or {}, source, trusted=False, key_prefix="docker_runtime.")
-    tasks_data = data.get("tasks") or {}
+    runtime_data = data.get("docker_runtime")
+    runtime = layer_from_mapping({} if runtime_data is None else runtime_data, source, trusted=False, key_prefix="docker_runtime.")
+    tasks_data = data.get("tasks")
+    tasks_data = {} if tasks_data is None else tasks_data
     if not isinstance(tasks_data, dict):
         raise RuntimeSpecError(source, "tasks", "expected a mapping of task_id to {docker_runtime: {...}}")
     tasks = {}
@@ -198,8 +205,9 @@ def load_sidecar(dag_file: Path) -> Sidecar | None:
         prefix = f"tasks.{task_id}."
         if not isinstance(override, dict) or set(override) - {"docker_runtime"}:
             raise RuntimeSpecError(source, prefix.rstrip("."), "expected a mapping with only a 'docker_runtime:' key")
+        override_data = override.get("docker_runtime")
         tasks[str(task_id)] = layer_from_mapping(
-            override.get("docker_runtime") or {}, source, trusted=False, key_prefix=f"{prefix}docker_runtime."
+            {} if override_data is None else override_data, source, trusted=False, key_prefix=f"{prefix}docker_runtime."
         )
     return Sidecar(path=path, runtime=runtime, tasks=tasks)
 

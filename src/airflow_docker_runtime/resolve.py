@@ -120,7 +120,10 @@ def resolve(
 
     hook = airflow_image_hook() if image_hook is ... else image_hook
     if hook is not None:
-        hooked = hook(image)
+        try:
+            hooked = hook(image)
+        except Exception as exc:
+            raise RuntimeSpecError("airflow_local_settings.py", HOOK_NAME, f"raised {type(exc).__name__}: {exc}") from None
         if not isinstance(hooked, str) or not hooked:
             raise RuntimeSpecError("airflow_local_settings.py", HOOK_NAME, f"must return an image name, got {hooked!r}")
         if hooked != image:

@@ -164,6 +164,13 @@ class RuntimeOptions(BaseModel):
     environments: dict[str, str] | None = Field(None, description="Environment variables for the container.")
     labels: dict[str, str] | None = Field(None, description="Labels put on the container.")
 
+    @field_validator("image")
+    @classmethod
+    def _image_not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
     @field_validator("memory", "shm_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:

@@ -93,9 +93,7 @@ def test_limits_only_when_limit_resource(request_):
 @pytest.mark.parametrize(
     ("cpus", "nano"),
     [(0.5, 500_000_000), (1, 1_000_000_000), (1.5, 1_500_000_000), (0.1, 100_000_000), (0.3, 300_000_000),
-     pytest.param(2.01, 2_010_000_000, marks=pytest.mark.xfail(strict=True, reason="src bug: nano_cpus = int(cpus * 1e9) "
-                                                                "truncates 2009999999.9999998 to 2009999999; use round()")),
-     pytest.param(4.1, 4_100_000_000, marks=pytest.mark.xfail(strict=True, reason="src bug: int(4.1 * 1e9) == 4099999999"))],
+     (2.01, 2_010_000_000), (4.1, 4_100_000_000)],
 )
 def test_nano_cpus_is_exact(request_, cpus, nano):
     assert create_kwargs(make_spec(cpus=cpus), request_, host_env={})["nano_cpus"] == nano

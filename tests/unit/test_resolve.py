@@ -240,8 +240,6 @@ def test_no_image_at_all_is_an_error(tmp_path, sidecar, source, key):
     assert (info.value.source, info.value.key) == (str(sidecar_path(dag)) if source == "SIDECAR" else source, key)
 
 
-@pytest.mark.xfail(strict=True, reason="src bug: an empty image ('') is accepted as the image; it should be refused "
-                   "(or mean 'not set') like the other empty strings")
 @pytest.mark.parametrize("where", ["sidecar", "coordinator"])
 def test_empty_image_is_not_an_image(tmp_path, where):
     dag = write_dag(tmp_path, "docker_runtime: {image: ''}\n" if where == "sidecar" else None)

@@ -115,7 +115,7 @@ def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[s
             kwargs["mem_limit"] = spec.memory
             kwargs["memswap_limit"] = spec.memory  # no swap beyond the limit: an OOM is an OOM
         if spec.cpus:
-            kwargs["nano_cpus"] = int(spec.cpus * 1e9)
+            kwargs["nano_cpus"] = round(spec.cpus * 1e9)
         if spec.pids_limit:
             kwargs["pids_limit"] = spec.pids_limit
     if spec.shm_size:

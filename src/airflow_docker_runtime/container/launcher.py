@@ -24,6 +24,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 
 from airflow_docker_runtime import inside
 from airflow_docker_runtime.container.docker_args import SOCKET_NAME, LaunchRequest, create_kwargs
@@ -145,16 +146,17 @@ class ContainerProcess:
         return self.host_pid
 
     def send_signal(self, sig: signal.Signals | int) -> None:
+        # A signal to a container that already stopped is a no-op, not an error: the supervisor then reads
+        # the real exit code from wait() instead of assuming the process vanished.
         if self._exited.is_set():
-            raise ContainerGone(self.id)
+            return
         try:
             self.client.api.kill(self.id, signal=int(sig))
         except docker.errors.NotFound:
-            raise ContainerGone(self.id) from None
+            return
         except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # not running any more
-                raise ContainerGone(self.id) from None
-            raise
+            if exc.status_code != 409:  # 409: not running any more
+                raise
 
     def wait(self, timeout: float | None) -> int:
         self._sample_memory()
@@ -239,17 +241,31 @@ def read_peak_memory(spec: RuntimeSpec, container_id: str) -> int | None:
     return None
 
 
+def _numeric_user(run_as_user: str | None) -> tuple[int, int] | None:
+    uid, _, gid = (run_as_user or "").partition(":")
+    if uid.isdigit() and (not gid or gid.isdigit()):
+        return int(uid), int(gid) if gid else -1
+    return None
+
+
 def _make_run_dir(run_as_user: str | None) -> Path:
+    """A private directory for one run's socket.
+
+    With a numeric ``run_as_user`` only that uid (and the worker) may enter it. Otherwise the container's
+    user is decided inside the image (a name, or the image's default such as uid 50000 in the official
+    Airflow images), so the directory is traversable but not listable, its name is random, and the peer
+    check in :func:`_hand_over` rejects any process outside the container.
+    """
     RUN_DIR_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=RUN_DIR_BASE))
-    if run_as_user:
-        uid, _, gid = run_as_user.partition(":")
-        if uid.isdigit() and (not gid or gid.isdigit()):
-            os.chown(run_dir, int(uid), int(gid) if gid else -1)
+    try:
+        if (ids := _numeric_user(run_as_user)) is not None:
+            os.chown(run_dir, *ids)
         else:
-            # A user name is resolved inside the image; we cannot chown to it. The directory name is random
-            # and not listable, and the peer check below rejects anyone outside the container.
             run_dir.chmod(0o711)
+    except OSError:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir
 
 
@@ -283,14 +299,17 @@ def launch(
     image = ensure_image(client, spec)
     timings.image = time.monotonic() - t0
 
-    run_dir = _make_run_dir(spec.run_as_user)
+    try:
+        run_dir = _make_run_dir(spec.run_as_user)
+    except OSError as exc:
+        raise ContainerStartupError(f"cannot prepare the run directory under {RUN_DIR_BASE}: {exc}") from None
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     process: ContainerProcess | None = None
     container_id: str | None = None
     try:
         socket_path = run_dir / SOCKET_NAME
         listener.bind(str(socket_path))
-        if spec.run_as_user:
+        if _numeric_user(spec.run_as_user) is None:
             socket_path.chmod(0o666)
         listener.listen(1)
         listener.setblocking(False)
@@ -303,6 +322,8 @@ def launch(
             container = client.containers.create(**kwargs)
         except docker.errors.ImageNotFound:
             raise ImageNotFound(f"image {spec.image!r} is not on the Docker daemon") from None
+        except docker.errors.APIError as exc:
+            raise ContainerStartupError(f"Docker refused to create the container: {exc.explanation or exc}") from None
         container_id = container.id
         timings.create = time.monotonic() - t1
         process = ContainerProcess(client, container_id, spec, run_dir)
@@ -316,21 +337,32 @@ def launch(
         t3 = time.monotonic()
         _hand_over(listener, process, child_ends, spec)
         timings.connect = time.monotonic() - t3
-        try:
-            process.host_pid = int(client.api.inspect_container(container_id)["State"].get("Pid") or 0)
-        except docker.errors.DockerException:
-            process.host_pid = 0
+        # The supervisor signals and reports this PID; it must be the container's init, never 0.
+        process.host_pid = int(client.api.inspect_container(container_id)["State"].get("Pid") or 0)
+        if process.host_pid <= 0:
+            raise ContainerStartupError(f"container {container_id[:12]} has no process on this host")
         return process, timings, image
+    except requests.exceptions.RequestException as exc:
+        _cleanup_failed_launch(client, process, container_id, run_dir)
+        raise DaemonUnreachable(f"Docker daemon at {spec.socket_path} stopped answering: {exc}") from None
     except BaseException:
-        if process is not None and process._waiter.is_alive():
-            process.stop()
-        else:
-            if container_id is not None:
-                remove_container(client, container_id)
-            shutil.rmtree(run_dir, ignore_errors=True)
+        _cleanup_failed_launch(client, process, container_id, run_dir)
         raise
     finally:
         listener.close()
+
+
+def _cleanup_failed_launch(client, process: ContainerProcess | None, container_id: str | None, run_dir: Path) -> None:
+    """Leave nothing behind after a launch that did not complete: no container, no run directory."""
+    try:
+        if process is not None and process._waiter.is_alive():
+            process.stop()
+        elif container_id is not None:
+            remove_container(client, container_id)
+    except Exception:  # the daemon may be the thing that failed; the run directory still goes
+        pass
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _hand_over(listener: socket.socket, process: ContainerProcess, child_ends: tuple[socket.socket, ...], spec: RuntimeSpec) -> None:

@@ -60,7 +60,11 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
         **kwargs: Any,
     ):
         """Called by the upstream manager for each file: native or container, per the feature flag."""
-        if runtime_flag("parse") == "native":
+        try:
+            native = runtime_flag("parse") == "native"
+        except DockerRuntimeError as exc:
+            return cls._start_error_reporter(exc, path, bundle_path, bundle_name, dag_file_rel_path, callbacks, client, kwargs)
+        if native:
             return DagFileProcessorProcess.start(
                 path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
                 callbacks=callbacks, client=client, **kwargs,
@@ -105,18 +109,26 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
                 dag_file_rel_path=dag_file_rel_path,
                 **kwargs,
             )
-        except DockerRuntimeError as exc:
-            # The failure belongs to this file: it becomes the file's import error, nothing else stops.
-            kwargs["logger"].error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
-            return DagFileProcessorProcess.start(
-                path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
-                callbacks=callbacks, client=client,
-                target=functools.partial(_report_import_error, dag_file_rel_path, f"Docker runtime: {type(exc).__name__}: {exc}"),
-                **kwargs,
-            )
+        except Exception as exc:
+            # The failure belongs to this file: it becomes the file's import error and the processor goes on.
+            return cls._start_error_reporter(exc, path, bundle_path, bundle_name, dag_file_rel_path, callbacks, client, kwargs)
         proc.had_callbacks = bool(callbacks)
         proc._on_child_started(callbacks, path, bundle_path, bundle_name)
         return proc
+
+    @staticmethod
+    def _start_error_reporter(exc, path, bundle_path, bundle_name, dag_file_rel_path, callbacks, client, kwargs):
+        """A native child that answers the parse request with ``exc`` as the file's import error."""
+        if isinstance(exc, DockerRuntimeError):
+            kwargs["logger"].error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
+        else:
+            kwargs["logger"].exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}")
+        return DagFileProcessorProcess.start(
+            path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
+            callbacks=callbacks, client=client,
+            target=functools.partial(_report_import_error, dag_file_rel_path, f"Docker runtime: {type(exc).__name__}: {exc}"),
+            **kwargs,
+        )
 
     @property
     def is_ready(self) -> bool:
