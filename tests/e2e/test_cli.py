@@ -36,6 +36,7 @@ def test_spec_shows_values_and_their_sources(tmp_path):
     rows = {row["key"]: row for row in json.loads(result.stdout)}
     assert rows["image"]["value"] == "adr-test/dep-v1:latest" and "isolation_v1.py.metadata.yaml" in rows["image"]["source"]
     assert rows["cpus"] == {"key": "cpus", "value": 2.0, "source": "[docker_runtime]"}
+    assert rows["memory"]["value"] == "512m"
 
 
 def test_spec_bad_input_exits_1_with_only_the_message(tmp_path):

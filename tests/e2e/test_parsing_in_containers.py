@@ -74,18 +74,13 @@ def test_failures_stay_on_the_file_that_caused_them(parsing_stack, file, expecte
 
 
 def test_processor_timeout_kills_the_container(parsing_stack, docker_client):
-    def slow_containers(all_states=True):
-        return docker_client.containers.list(
-            all=all_states, filters={"label": [MANAGED, "airflow-docker-runtime.kind=parse"]}
-        )
+    def slow_containers(all_states=True) -> list[str]:
+        found = docker_client.api.containers(all=all_states, filters={"label": [MANAGED, "airflow-docker-runtime.kind=parse"]})
+        return [c["Id"] for c in found if c["Labels"].get("airflow-docker-runtime.dag_file", "").endswith("slow_parse.py")]
 
-    first = wait_for(
-        lambda: [c for c in slow_containers(False) if c.labels.get("airflow-docker-runtime.dag_file", "").endswith("slow_parse.py")],
-        timeout=120,
-        what="a parsing container for slow_parse.py",
-    )[0]
+    first = wait_for(lambda: slow_containers(False), timeout=120, what="a parsing container for slow_parse.py")[0]
     wait_for(lambda: "slow_parse.py" in parsing_stack.component_log("dag-processor") and "exceeding the timeout" in parsing_stack.component_log("dag-processor"), timeout=90, what="the processor timeout")
-    wait_for(lambda: first.id not in {c.id for c in slow_containers()}, timeout=30, what="the timed-out container to be removed")
+    wait_for(lambda: first not in slow_containers(), timeout=30, what="the timed-out container to be removed")
 
 
 def test_parse_cli_prints_dag_ids_and_errors(tmp_path):

@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 MANAGED = "airflow-docker-runtime.managed=true"
 
 
-def containers_of(docker_client, dag_id: str, all_states: bool = True):
-    return docker_client.containers.list(
-        all=all_states, filters={"label": [MANAGED, f"airflow-docker-runtime.dag_id={dag_id}"]}
-    )
+def containers_of(docker_client, dag_id: str, all_states: bool = True) -> list[str]:
+    """IDs of this runtime's containers for ``dag_id`` (one list call: no race with removal)."""
+    found = docker_client.api.containers(all=all_states, filters={"label": [MANAGED, f"airflow-docker-runtime.dag_id={dag_id}"]})
+    return [c["Id"] for c in found]
 
 
 def run(stack, dag_id: str, timeout: float = 240) -> tuple[str, str]:
@@ -121,22 +121,22 @@ def test_unreachable_daemon_fails_the_task_with_a_clear_message(stack):
 def test_no_secret_in_the_container_and_nothing_survives_it(stack, docker_client):
     stack.wait_for_dags(["leak_check"])
     run_id = stack.trigger("leak_check")
-    container = wait_for(
+    container_id = wait_for(
         lambda: (c := containers_of(docker_client, "leak_check", all_states=False)) and c[0],
         timeout=120,
         what="the leak_check container to run",
     )
     wait_for(lambda: _host_processes("sleep 4242"), timeout=60, what="the escaped background process to start")
 
-    inspected = json.dumps(docker_client.api.inspect_container(container.id))
+    inspected = json.dumps(docker_client.api.inspect_container(container_id))
     env = stack.env
     for secret in (env["AIRFLOW__API_AUTH__JWT_SECRET"], env["AIRFLOW__CORE__FERNET_KEY"], "postgresql", "s3cr3t-pw"):
         assert secret not in inspected
-    config = docker_client.api.inspect_container(container.id)["Config"]
+    config = docker_client.api.inspect_container(container_id)["Config"]
     assert not [e for e in config["Env"] if e.startswith(("AIRFLOW__DATABASE", "AIRFLOW__API_AUTH", "AIRFLOW__CORE__FERNET"))]
     assert "eyJ" not in inspected  # no JWT anywhere (environment, command, labels, mounts)
     assert config["Labels"]["airflow-docker-runtime.dag_id"] == "leak_check"
-    assert docker_client.api.inspect_container(container.id)["HostConfig"]["Init"] is True
+    assert docker_client.api.inspect_container(container_id)["HostConfig"]["Init"] is True
 
     stack.api.post("/variables", json={"key": "leak_check_release", "value": "yes"}).raise_for_status()
     assert stack.wait_for_run("leak_check", run_id) == "success"

@@ -48,31 +48,13 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
     container: ContainerProcess | None = attrs.field(default=None, repr=False)
 
     @classmethod
-    def start(  # type: ignore[override]
-        cls,
-        *,
-        path: str | os.PathLike[str],
-        bundle_path,
-        bundle_name: str,
-        dag_file_rel_path: str,
-        callbacks: list,
-        client,
-        **kwargs: Any,
-    ):
+    def start(cls, **kwargs: Any):  # type: ignore[override]
         """Called by the upstream manager for each file: native or container, per the feature flag."""
         try:
             native = runtime_flag("parse") == "native"
         except DockerRuntimeError as exc:
-            return cls._start_error_reporter(exc, path, bundle_path, bundle_name, dag_file_rel_path, callbacks, client, kwargs)
-        if native:
-            return DagFileProcessorProcess.start(
-                path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
-                callbacks=callbacks, client=client, **kwargs,
-            )
-        return cls.start_in_container(
-            path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
-            callbacks=callbacks, client=client, **kwargs,
-        )
+            return cls._start_error_reporter(exc, kwargs)
+        return DagFileProcessorProcess.start(**kwargs) if native else cls.start_in_container(**kwargs)
 
     @classmethod
     def start_in_container(
@@ -111,24 +93,22 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
             )
         except Exception as exc:
             # The failure belongs to this file: it becomes the file's import error and the processor goes on.
-            return cls._start_error_reporter(exc, path, bundle_path, bundle_name, dag_file_rel_path, callbacks, client, kwargs)
+            start_kwargs = dict(path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path)
+            return cls._start_error_reporter(exc, {**start_kwargs, "callbacks": callbacks, "client": client, **kwargs})
         proc.had_callbacks = bool(callbacks)
         proc._on_child_started(callbacks, path, bundle_path, bundle_name)
         return proc
 
     @staticmethod
-    def _start_error_reporter(exc, path, bundle_path, bundle_name, dag_file_rel_path, callbacks, client, kwargs):
+    def _start_error_reporter(exc: Exception, start_kwargs: dict[str, Any]):
         """A native child that answers the parse request with ``exc`` as the file's import error."""
         if isinstance(exc, DockerRuntimeError):
-            kwargs["logger"].error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
+            start_kwargs["logger"].error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
         else:
-            kwargs["logger"].exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}")
-        return DagFileProcessorProcess.start(
-            path=path, bundle_path=bundle_path, bundle_name=bundle_name, dag_file_rel_path=dag_file_rel_path,
-            callbacks=callbacks, client=client,
-            target=functools.partial(_report_import_error, dag_file_rel_path, f"Docker runtime: {type(exc).__name__}: {exc}"),
-            **kwargs,
-        )
+            start_kwargs["logger"].exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}")
+        message = f"Docker runtime: {type(exc).__name__}: {exc}"
+        target = functools.partial(_report_import_error, start_kwargs["dag_file_rel_path"], message)
+        return DagFileProcessorProcess.start(target=target, **start_kwargs)
 
     @property
     def is_ready(self) -> bool:
