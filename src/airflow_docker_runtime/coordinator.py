@@ -21,7 +21,7 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from airflow_docker_runtime.container.docker_args import container_name, forwarded_config
 from airflow_docker_runtime.container.launcher import ContainerProcess
-from airflow_docker_runtime.container.supervised import ContainerChildMixin, start_in_container
+from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.layers import layer_from_mapping, runtime_flag
 from airflow_docker_runtime.resolve import resolve
@@ -97,27 +97,19 @@ class DockerCoordinator(BaseCoordinator):
             native = runtime_flag("task") == "native"
         except DockerRuntimeError as exc:
             return fail_before_start(what, client, task_log, exc)
-        if native:
-            task_log.info("Docker runtime: [docker_runtime] task_execution_runtime = native; running on the worker")
-            return _PythonCoordinator().execute_task(
-                what=what,
-                dag_rel_path=dag_rel_path,
-                bundle_info=bundle_info,
-                client=client,
-                logger=logger,
-                sentry_integration=sentry_integration,
-                subprocess_logs_to_stdout=subprocess_logs_to_stdout,
-            )
-        task_log.info("Docker runtime: queue routed to a container", queue=what.queue, routed_queues=routed_queues())
-        return self.run_in_container(
+        common = dict(
             what=what,
             dag_rel_path=dag_rel_path,
             bundle_info=bundle_info,
             client=client,
-            task_log=task_log,
             sentry_integration=sentry_integration,
             subprocess_logs_to_stdout=subprocess_logs_to_stdout,
         )
+        if native:
+            task_log.info("Docker runtime: [docker_runtime] task_execution_runtime = native; running on the worker")
+            return _PythonCoordinator().execute_task(logger=logger, **common)
+        task_log.info("Docker runtime: queue routed to a container", queue=what.queue, routed_queues=routed_queues())
+        return self.run_in_container(task_log=task_log, **common)
 
     def run_in_container(
         self, *, what, dag_rel_path, bundle_info, client, task_log, sentry_integration: str = "", subprocess_logs_to_stdout: bool = False
@@ -175,10 +167,7 @@ def fail_before_start(what, client, task_log: FilteringBoundLogger, exc: Excepti
     """
     from airflow.sdk.api.datamodels._generated import TaskInstanceState
 
-    if isinstance(exc, DockerRuntimeError):
-        task_log.error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
-    else:
-        task_log.exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+    log_runtime_error(task_log, exc)
     now = datetime.now(tz=timezone.utc)
     context = client.task_instances.start(what.id, os.getpid(), now)
     state = TaskInstanceState.UP_FOR_RETRY if context.should_retry else TaskInstanceState.FAILED

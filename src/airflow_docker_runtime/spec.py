@@ -106,7 +106,7 @@ def _split_list(value: Any) -> Any:
 
 
 def _split_mapping(value: Any) -> Any:
-    """``a=1,b=2`` (or ``host:ip`` pairs) from a config string into a mapping."""
+    """``a=1,b=2`` from a config string into a mapping (``extra_hosts`` too: ``host=ip``)."""
     if isinstance(value, str):
         result = {}
         for item in _split_list(value):

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ def ensure_image(client: docker.DockerClient, spec: RuntimeSpec) -> dict[str, An
 
 
 class ContainerGone(Exception):
-    """The container no longer exists or is not running (the tracker's ``ProcessNotFound``)."""
+    """The tracker's ``ProcessNotFound``, required by the protocol. Never raised: signalling a container
+    that is already gone is a no-op, so the supervisor reads the real exit code from ``wait``."""
 
 
 class ContainerStillRunning(Exception):
@@ -97,7 +98,6 @@ class Timings:
     create: float = 0.0
     start: float = 0.0
     connect: float = 0.0
-    steps: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         return f"image={self.image:.3f}s create={self.create:.3f}s start={self.start:.3f}s connect={self.connect:.3f}s"
@@ -179,7 +179,8 @@ class ContainerProcess:
                     oom_killed=bool(state.get("OOMKilled")),
                     startup_logs=logs,
                 )
-            except docker.errors.DockerException as exc:
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                # The daemon went away or the container vanished: still an outcome, never a hung supervisor.
                 self.outcome = ContainerOutcome(exit_code=1, oom_killed=False, startup_logs=f"lost the container: {exc}")
             finally:
                 self._exited.set()

@@ -14,6 +14,7 @@ from socket import socketpair
 from typing import TYPE_CHECKING, Any
 
 from airflow_docker_runtime.container.launcher import ContainerProcess, launch
+from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.spec import format_size
 
 if TYPE_CHECKING:
@@ -71,6 +72,14 @@ def start_in_container(
     proc._register_pipe_readers(read_stdout, read_stderr, read_requests, read_logs, data={})
     proc.selector.register(container.exit_signal, selectors.EVENT_READ, (_eof, proc.selector.unregister))
     return proc
+
+
+def log_runtime_error(log: FilteringBoundLogger, exc: Exception) -> None:
+    """Log a failure before the child started: our own errors as a message, anything else with its traceback."""
+    if isinstance(exc, DockerRuntimeError):
+        log.error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
+    else:
+        log.exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}", error_type=type(exc).__name__)
 
 
 def _eof(sock) -> bool:

@@ -20,7 +20,7 @@ from airflow.dag_processing.processor import DagFileParseRequest, DagFileParsing
 
 from airflow_docker_runtime.container.docker_args import container_name
 from airflow_docker_runtime.container.launcher import ContainerProcess
-from airflow_docker_runtime.container.supervised import ContainerChildMixin, start_in_container
+from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.coordinator import container_environment
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.layers import runtime_flag
@@ -45,7 +45,7 @@ def _report_import_error(rel_path: str, message: str) -> None:
 class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess):
     """Upstream ``DagFileProcessorProcess`` whose parse child lives in a container."""
 
-    container: ContainerProcess | None = attrs.field(default=None, repr=False)
+    container: ContainerProcess = attrs.field(repr=False)
 
     @classmethod
     def start(cls, **kwargs: Any):  # type: ignore[override]
@@ -102,10 +102,7 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
     @staticmethod
     def _start_error_reporter(exc: Exception, start_kwargs: dict[str, Any]):
         """A native child that answers the parse request with ``exc`` as the file's import error."""
-        if isinstance(exc, DockerRuntimeError):
-            start_kwargs["logger"].error(f"Docker runtime: {exc}", error_type=type(exc).__name__)
-        else:
-            start_kwargs["logger"].exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}")
+        log_runtime_error(start_kwargs["logger"], exc)
         message = f"Docker runtime: {type(exc).__name__}: {exc}"
         target = functools.partial(_report_import_error, start_kwargs["dag_file_rel_path"], message)
         return DagFileProcessorProcess.start(target=target, **start_kwargs)
@@ -119,7 +116,7 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
 
     def _report_container_failure(self, code: int | None) -> None:
         """A container that died without a result (OOM, timeout kill, broken image) is an import error."""
-        outcome = self.container.outcome if self.container else None
+        outcome = self.container.outcome
         if outcome is not None and outcome.oom_killed:
             reason = f"the parsing container was killed: out of memory, limit {format_size(self.container.spec.memory)}"
         else:
@@ -132,5 +129,4 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
         try:
             super().close()
         finally:
-            if self.container is not None:
-                self.container.stop()
+            self.container.stop()
