@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Ensure PostgreSQL answers on 127.0.0.1:5432 with role/database airflow (password airflow); prints the SQLAlchemy URL.
+# The role may create databases: each test suite and the benchmark use their own (tests/support/stack.py pg_database).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,7 +18,7 @@ die() { echo "ensure-postgres: ERROR: $*" >&2; exit 1; }
 answers() { pg_isready -q -h "${PG_HOST}" -p "${PG_PORT}" -t 2; }
 app_login_works() {
     PGPASSWORD="${DB_PASSWORD}" PGCONNECT_TIMEOUT=5 psql -X -q -h "${PG_HOST}" -p "${PG_PORT}" -U "${DB_USER}" \
-        -d "${DB_NAME}" -tAc 'SELECT 1' 2>/dev/null | grep -qx 1
+        -d "${DB_NAME}" -tAc 'SELECT 1 FROM pg_roles WHERE rolname = current_user AND rolcreatedb' 2>/dev/null | grep -qx 1
 }
 as_superuser() {  # psql as the postgres superuser over the local socket (peer auth)
     runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "${PG_PORT}" "$@"
@@ -32,15 +33,15 @@ ensure_role_and_db() {
     [[ "$(id -u)" -eq 0 ]] || die "creating role/database needs root (runuser -u postgres)"
     if [[ "$(as_superuser -d postgres -tAc "SELECT 1 FROM pg_roles WHERE rolname = '${DB_USER}'")" != 1 ]]; then
         log "creating role ${DB_USER}"
-        as_superuser -d postgres -c "CREATE ROLE ${DB_USER} LOGIN PASSWORD '${DB_PASSWORD}'"
+        as_superuser -d postgres -c "CREATE ROLE ${DB_USER} LOGIN CREATEDB PASSWORD '${DB_PASSWORD}'"
     else
-        as_superuser -d postgres -c "ALTER ROLE ${DB_USER} LOGIN PASSWORD '${DB_PASSWORD}'"
+        as_superuser -d postgres -c "ALTER ROLE ${DB_USER} LOGIN CREATEDB PASSWORD '${DB_PASSWORD}'"
     fi
     if [[ "$(as_superuser -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '${DB_NAME}'")" != 1 ]]; then
         log "creating database ${DB_NAME} owned by ${DB_USER}"
         as_superuser -d postgres -c "CREATE DATABASE ${DB_NAME} OWNER ${DB_USER}"
     fi
-    app_login_works || die "cannot log in as ${DB_USER} to ${DB_NAME} on ${PG_HOST}:${PG_PORT} (check pg_hba.conf)"
+    app_login_works || die "cannot log in as ${DB_USER} (with CREATEDB) to ${DB_NAME} on ${PG_HOST}:${PG_PORT} (check pg_hba.conf)"
 }
 
 if command -v pg_isready >/dev/null 2>&1 && answers; then

@@ -22,6 +22,27 @@ VENV_BIN = Path(sys.executable).parent
 PG_URL = "postgresql+psycopg2://airflow:airflow@127.0.0.1:5432/airflow"
 
 
+def pg_database(name: str) -> str:
+    """URL of database ``name`` on the project's PostgreSQL, created (owned by ``airflow``) if missing.
+
+    Each suite (e2e, celery, bench) has its own database: ``AirflowStack.start`` resets it, and two
+    suites sharing one would destroy each other's state.
+    """
+    import psycopg2
+
+    if name != "airflow":
+        admin = psycopg2.connect(host="127.0.0.1", port=5432, user="airflow", password="airflow", dbname="airflow")
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{name}" OWNER airflow')
+        finally:
+            admin.close()
+    return PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
