@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,9 @@ from airflow.sdk.execution_time.coordinator import BaseCoordinator, _PythonCoord
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from airflow_docker_runtime.container.docker_args import container_name, forwarded_config
+from airflow_docker_runtime.container.gc import sweep_on_start
 from airflow_docker_runtime.container.launcher import ContainerProcess
+from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.layers import layer_from_mapping, runtime_flag
@@ -42,7 +43,7 @@ class ContainerActivitySubprocess(ContainerChildMixin, ActivitySubprocess):
 
 
 def task_labels(ti: Any) -> dict[str, str]:
-    """The try's identity as container labels: for operators today, for an orphan reaper later."""
+    """The try's identity and its owner (host, boot, supervisor PID and start time) as container labels."""
     return {
         "dag_id": ti.dag_id,
         "task_id": ti.task_id,
@@ -50,8 +51,7 @@ def task_labels(ti: Any) -> dict[str, str]:
         "map_index": str(ti.map_index if ti.map_index is not None else -1),
         "try_number": str(ti.try_number),
         "ti_id": str(ti.id),
-        "worker": socket.gethostname(),
-        "supervisor_pid": str(os.getpid()),
+        **owner_labels(),
     }
 
 
@@ -79,6 +79,8 @@ class DockerCoordinator(BaseCoordinator):
     def __init__(self, **options: Any) -> None:
         layer_from_mapping(options, "[sdk] coordinators kwargs", trusted=True)  # fail fast on a typo
         self.options = options
+        # Built on a worker's first task routed here: a restarted worker cleans up after its predecessor.
+        sweep_on_start("task", options)
 
     def execute_task(
         self,

@@ -31,6 +31,8 @@ FEATURE_FLAGS: dict[str, str] = {
     "task": "task_execution_runtime",
     "parse": "scheduler_dag_parsing_runtime",
 }
+PROCESS_OPTIONS = ("gc_on_start",)
+"""Options of ``[docker_runtime]`` that configure the worker or DAG processor, not a container."""
 POLICY_SECTION = "docker_runtime_policy"
 
 SIDECAR_SUFFIX = ".metadata.yaml"
@@ -98,7 +100,7 @@ def config_layers(purpose: Purpose, read: ConfigReader = airflow_config_reader) 
         (purpose_section, f"{purpose_section}_environment_variables", f"{purpose_section}_labels"),
     ):
         values: dict[str, Any] = _section(read, section)
-        for flag in FEATURE_FLAGS.values():
+        for flag in (*FEATURE_FLAGS.values(), *PROCESS_OPTIONS):
             values.pop(flag, None)
         layers.append((f"[{section}]", layer_from_mapping(values, f"[{section}]", trusted=True)))
         env = {k.upper(): str(v) for k, v in _section(read, env_section).items()}
@@ -117,6 +119,15 @@ def runtime_flag(purpose: Purpose, read: ConfigReader = airflow_config_reader) -
     if value not in ("native", "docker"):
         raise RuntimeSpecError(f"[{BASE_SECTION}]", key, f"expected 'native' or 'docker', got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def gc_on_start(read: ConfigReader = airflow_config_reader) -> bool:
+    """``[docker_runtime] gc_on_start``: sweep this host's orphaned containers when a worker or DAG
+    processor first uses the runtime (default true)."""
+    value = str(_section(read, BASE_SECTION).get("gc_on_start", "true")).strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise RuntimeSpecError(f"[{BASE_SECTION}]", "gc_on_start", f"expected true or false, got {value!r}")
+    return value in ("true", "1", "yes")
 
 
 def read_yaml_file(path: Path) -> Any:

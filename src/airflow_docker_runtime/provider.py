@@ -52,6 +52,11 @@ def config_sections() -> dict[str, Any]:
     for purpose, flag in FEATURE_FLAGS.items():
         what = "tasks run" if purpose == "task" else "DAG files are parsed"
         base[flag] = _option(f"native or docker: whether {what} in Docker containers.", "native")
+    base["gc_on_start"] = _option(
+        "Remove this host's orphaned containers (their supervisor is gone) when a worker or DAG processor "
+        "first uses the docker runtime; the sweep runs in the background. See `airflow docker-runtime gc`.",
+        True,
+    )
     sections: dict[str, Any] = {
         BASE_SECTION: {"description": "Docker runtime settings shared by task execution and DAG parsing (AIP-46).", "options": base},
         BASE_ENV_SECTION: {"description": "Environment variables for every container; names are upper-cased.", "options": {}},

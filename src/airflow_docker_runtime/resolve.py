@@ -66,6 +66,26 @@ class Resolution:
     sidecar: Path | None
 
 
+def operator_layers(
+    purpose: Purpose,
+    coordinator_options: dict[str, Any] | None = None,
+    coordinator_name: str | None = None,
+    read_config: ConfigReader = airflow_config_reader,
+) -> list[tuple[str, RuntimeOptions]]:
+    """Layers 1-4: what the operator configured for ``purpose``, before any DAG file is involved."""
+    layers: list[tuple[str, RuntimeOptions]] = [("default", RuntimeOptions.model_validate(DEFAULTS))]
+    layers += config_layers(purpose, read_config)
+    if coordinator_options:
+        source = f"[sdk] coordinators {coordinator_name or ''}".rstrip()
+        layers.append((source, layer_from_mapping(coordinator_options, source, trusted=True)))
+    return layers
+
+
+def operator_setting(key: str, purpose: Purpose, coordinator_options: dict[str, Any] | None = None) -> Any:
+    """One operator-level value for ``purpose`` (e.g. the ``socket_path`` a worker's containers use)."""
+    return merge_layers(operator_layers(purpose, coordinator_options))[0].get(key)
+
+
 def resolve(
     dag_file: Path | str,
     *,
@@ -82,11 +102,7 @@ def resolve(
     Raises :class:`~airflow_docker_runtime.errors.RuntimeSpecError` naming the file (or section) and key.
     """
     dag_file = Path(dag_file)
-    layers: list[tuple[str, RuntimeOptions]] = [("default", RuntimeOptions.model_validate(DEFAULTS))]
-    layers += config_layers(purpose, read_config)
-    if coordinator_options:
-        source = f"[sdk] coordinators {coordinator_name or ''}".rstrip()
-        layers.append((source, layer_from_mapping(coordinator_options, source, trusted=True)))
+    layers = operator_layers(purpose, coordinator_options, coordinator_name, read_config)
     operator_values, _ = merge_layers(layers)
     if volume_file := operator_values.get("volume_mount_yaml"):
         layers.append(volume_file_layer(volume_file))

@@ -6,7 +6,6 @@ import os
 import re
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,11 +37,6 @@ def test_image(docker_client: docker.DockerClient) -> str:
             pytest.fail(f"CI=true and {message}")
         pytest.skip(message)
     return IMAGE
-
-
-@pytest.fixture
-def test_id() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 @pytest.fixture
@@ -130,10 +124,11 @@ docker_runtime:
 
 
 @pytest.mark.parametrize("pull_policy", ["never", "missing"])
-def test_launch_with_a_missing_image_leaves_nothing_behind(tmp_path, docker_client, monkeypatch, child_ends, test_id, pull_policy):
+def test_launch_with_a_missing_image_leaves_nothing_behind(tmp_path, short_dir, docker_client, monkeypatch, child_ends, test_id,
+                                                           pull_policy):
     image = f"adr-test/not-built-{test_id}:1"
     spec = spec_from_sidecar(tmp_path, f"docker_runtime:\n  image: {image}\n  pull_policy: {pull_policy}\n")
-    run_base = tmp_path / "runs"
+    run_base = short_dir / "runs"
     monkeypatch.setattr(launcher, "RUN_DIR_BASE", run_base)  # private: e2e tests may launch into the shared one
     name = f"adr-itest-{test_id}"
 
@@ -152,11 +147,11 @@ def test_launch_with_a_missing_image_leaves_nothing_behind(tmp_path, docker_clie
     assert not run_base.exists() or list(run_base.iterdir()) == []
 
 
-def test_container_that_never_connects_is_removed_with_its_run_dir(tmp_path, docker_client, test_image, monkeypatch, child_ends,
-                                                                   test_id):
+def test_container_that_never_connects_is_removed_with_its_run_dir(tmp_path, short_dir, docker_client, test_image, monkeypatch,
+                                                                   child_ends, test_id):
     # python: /bin/false makes the container exit at once, before its bootstrap can connect back.
     spec = spec_from_sidecar(tmp_path, f"docker_runtime:\n  image: {test_image}\n  pull_policy: never\n  python: /bin/false\n")
-    run_base = tmp_path / "runs"
+    run_base = short_dir / "runs"
     monkeypatch.setattr(launcher, "RUN_DIR_BASE", run_base)
 
     with pytest.raises(ContainerStartupError, match="exited with code 1 before connecting"):

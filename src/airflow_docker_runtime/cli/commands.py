@@ -118,3 +118,49 @@ def test(args) -> None:
                 session.delete(ti.dag_run)
     if result.final_state != "success":
         raise SystemExit(1)
+
+
+def daemon_socket_paths() -> list[str]:
+    """Every Docker daemon this deployment's settings point at: both purposes and each coordinator entry."""
+    from airflow.configuration import conf
+
+    from airflow_docker_runtime.resolve import operator_setting
+
+    paths = {operator_setting("socket_path", purpose) for purpose in ("task", "parse")}  # type: ignore[arg-type]
+    entries = conf.getjson("sdk", "coordinators", fallback={}) or {}
+    for entry in entries.values() if isinstance(entries, dict) else ():
+        if isinstance(entry, dict) and str(entry.get("classpath", "")).endswith(".DockerCoordinator"):
+            paths.add(operator_setting("socket_path", "task", entry.get("kwargs") or {}))
+    return sorted(paths)
+
+
+def gc(args) -> None:
+    """``airflow docker-runtime gc``: remove this host's containers and run directories whose supervisor is gone."""
+    from dataclasses import asdict
+
+    import docker.errors
+    import requests
+
+    from airflow_docker_runtime.container.gc import sweep, sweep_run_dirs
+    from airflow_docker_runtime.container.launcher import docker_client
+    from airflow_docker_runtime.errors import DockerRuntimeError
+
+    try:
+        paths = [args.socket_path] if args.socket_path else daemon_socket_paths()
+        rows = []
+        for path in paths:
+            findings = sweep(docker_client(path), dry_run=args.dry_run, include_kept=args.include_kept)
+            rows += [{**asdict(f), "daemon": path} for f in findings]
+    except (DockerRuntimeError, docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        _fail(f"airflow docker-runtime gc: {exc}")
+    dirs = [str(d) for d in sweep_run_dirs(dry_run=args.dry_run)]
+    acted = [r for r in rows if r["action"] != "left"]
+    if args.output == "json":
+        print(json.dumps({"containers": rows, "run_directories": dirs}, indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump({"containers": rows, "run_directories": dirs}, sort_keys=False), end="")
+    else:
+        if rows:
+            print_table([{k: r[k] for k in ("name", "state", "kind", "what", "reason", "action")} for r in rows])
+        done, deleted = ("would be cleaned up", "would be deleted") if args.dry_run else ("cleaned up", "deleted")
+        print(f"{len(acted)} orphaned container(s) {done}, {len(rows) - len(acted)} left; {len(dirs)} run dir(s) {deleted}")

@@ -11,6 +11,11 @@ ARG_TASK_ID = Arg(("--task-id",), help="Resolve for this task (per-task sidecar 
 ARG_FOR = Arg(("--for",), dest="purpose", choices=("task", "parse"), default="task", help="Spec for task execution or DAG parsing")
 ARG_PATH = Arg(("path",), help="Path of the DAG file")
 ARG_TIMEOUT = Arg(("--timeout",), type=float, default=120.0, help="Seconds before the parse is killed")
+ARG_DRY_RUN = Arg(("--dry-run",), action="store_true", help="Only report what would be cleaned up")
+ARG_INCLUDE_KEPT = Arg(
+    ("--include-kept",), action="store_true", help="Also remove orphans kept by remove_container_after_exit = False"
+)
+ARG_SOCKET_PATH = Arg(("--socket-path",), help="Only this Docker daemon (default: every daemon the configuration names)")
 ARG_OUTPUT = Arg(("-o", "--output"), choices=("table", "json", "yaml"), default="table", help="Output format")
 
 
@@ -46,6 +51,12 @@ def get_cli_commands() -> list[GroupCommand]:
                     help="Parse one DAG file in its container; print the DAG ids, import errors and time taken",
                     func=lazy_load_command(f"{_COMMANDS}.parse"),
                     args=(ARG_PATH, ARG_TIMEOUT, ARG_OUTPUT),
+                ),
+                ActionCommand(
+                    name="gc",
+                    help="Stop and remove this host's containers (and run directories) whose supervisor is gone",
+                    func=lazy_load_command(f"{_COMMANDS}.gc"),
+                    args=(ARG_DRY_RUN, ARG_INCLUDE_KEPT, ARG_SOCKET_PATH, ARG_OUTPUT),
                 ),
             ),
         )

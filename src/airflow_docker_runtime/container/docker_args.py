@@ -86,6 +86,8 @@ def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[s
     labels = {**spec.labels, **{f"{LABEL_PREFIX}.{k}": str(v) for k, v in request.labels.items()}}
     labels[MANAGED_LABEL] = "true"
     labels[f"{LABEL_PREFIX}.kind"] = request.kind
+    if not spec.remove_container_after_exit:  # `airflow docker-runtime gc` leaves these for inspection
+        labels[f"{LABEL_PREFIX}.keep"] = "true"
 
     kwargs: dict[str, Any] = {
         "image": spec.image,

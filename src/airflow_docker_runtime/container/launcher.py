@@ -27,6 +27,7 @@ import docker.errors
 import requests
 
 from airflow_docker_runtime import inside
+from airflow_docker_runtime.container import owner
 from airflow_docker_runtime.container.docker_args import SOCKET_NAME, LaunchRequest, create_kwargs
 from airflow_docker_runtime.errors import ContainerStartupError, DaemonUnreachable, ImageNotFound
 from airflow_docker_runtime.layers import host_environment
@@ -36,6 +37,7 @@ HANDSHAKE = b"airflow-docker-runtime/1"
 RUN_DIR_BASE = Path(tempfile.gettempdir()) / "airflow-docker-runtime"
 """Per-run directories live here. The Docker daemon must see the same path (a local daemon)."""
 BOOTSTRAP_DIR = Path(inside.__file__).parent
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes including the terminating NUL
 
 _clients: dict[str, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
@@ -130,6 +132,9 @@ class ContainerProcess:
         self.run_dir = run_dir
         self.host_pid = 0
         self.connected = False
+        self.lifeline: socket.socket | None = None
+        """The bootstrap's control connection, open for the container's life: when this process dies the
+        kernel closes it and the container stops itself (inside/bootstrap.py)."""
         self.outcome: ContainerOutcome | None = None
         self.peak_memory: int | None = None
         self._last_sample = 0.0
@@ -185,6 +190,8 @@ class ContainerProcess:
             finally:
                 self._exited.set()
                 self._exit_notifier.close()
+                if self.lifeline is not None:
+                    self.lifeline.close()
             if self.spec.remove_container_after_exit:
                 remove_container(self.client, self.id)
         finally:
@@ -258,7 +265,8 @@ def _make_run_dir(run_as_user: str | None) -> Path:
     check in :func:`_hand_over` rejects any process outside the container.
     """
     RUN_DIR_BASE.mkdir(mode=0o711, parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=RUN_DIR_BASE))
+    # The owner in the name lets `airflow docker-runtime gc` delete directories of dead supervisors.
+    run_dir = Path(tempfile.mkdtemp(prefix=f"run-{owner.owner_tag()}-", dir=RUN_DIR_BASE))
     try:
         if (ids := _numeric_user(run_as_user)) is not None:
             os.chown(run_dir, *ids)
@@ -309,6 +317,11 @@ def launch(
     container_id: str | None = None
     try:
         socket_path = run_dir / SOCKET_NAME
+        if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH:
+            raise ContainerStartupError(
+                f"the run directory's socket path {socket_path} is longer than a unix socket allows "
+                f"({MAX_SOCKET_PATH} bytes): point TMPDIR of the worker at a shorter directory"
+            )
         listener.bind(str(socket_path))
         if _numeric_user(spec.run_as_user) is None:
             socket_path.chmod(0o666)
@@ -363,6 +376,8 @@ def _cleanup_failed_launch(client, process: ContainerProcess | None, container_i
     except Exception:  # the daemon may be the thing that failed; the run directory still goes
         pass
     finally:
+        if process is not None and process.lifeline is not None:
+            process.lifeline.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -387,13 +402,18 @@ def _hand_over(listener: socket.socket, process: ContainerProcess, child_ends: t
             if not selector.select(timeout=min(remaining, 0.05)):
                 continue
             conn, _ = listener.accept()
-            with conn:
+            try:
                 conn.setblocking(True)
                 conn.settimeout(max(1.0, deadline - time.monotonic()))
-                if not _peer_is_in(conn, process.id):
-                    continue
-                if conn.recv(len(HANDSHAKE)) != HANDSHAKE:
+                if not _peer_is_in(conn, process.id) or conn.recv(len(HANDSHAKE)) != HANDSHAKE:
+                    conn.close()
                     continue
                 socket.send_fds(conn, [HANDSHAKE], [s.fileno() for s in child_ends])
-                process.connected = True
-                return
+            except BaseException:
+                conn.close()
+                raise
+            process.lifeline = conn  # kept open until the container exits: the container's lifeline
+            if process.exited:  # the waiter may have finished before the line above; close it here then
+                conn.close()
+            process.connected = True
+            return

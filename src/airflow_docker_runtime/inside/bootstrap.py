@@ -7,25 +7,46 @@ airflow-docker-runtime installed. ``python bootstrap.py <socket> task|parse``:
 2. receive the four ends Airflow's supervisor would give a forked child (requests, stdout, stderr,
    logs) as file descriptors (SCM_RIGHTS),
 3. hand them to Airflow's own child entry point, exactly as after ``fork()`` on the worker.
+
+The connection of step 1 stays open as the container's lifeline: the supervisor never closes it while
+the container runs, so when it reads end-of-file the supervisor is gone (worker killed) and the container
+stops itself at once instead of running on unsupervised.
 """
 
 import os
 import socket
 import sys
+import threading
 
 HANDSHAKE = b"airflow-docker-runtime/1"
 
 
 def receive_channels(path):
-    """Connect to ``path`` and receive (requests, stdout, stderr, logs_fd)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
-        control.connect(path)
-        control.sendall(HANDSHAKE)
-        message, fds, _flags, _addr = socket.recv_fds(control, 64, 4)
+    """Connect to ``path`` and receive (control, requests, stdout, stderr, logs_fd)."""
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.connect(path)
+    control.sendall(HANDSHAKE)
+    message, fds, _flags, _addr = socket.recv_fds(control, 64, 4)
     if message != HANDSHAKE or len(fds) != 4:
         raise SystemExit(f"airflow-docker-runtime: bad handshake from the supervisor ({message!r}, {len(fds)} fds)")
     requests, stdout, stderr = (socket.socket(fileno=fd) for fd in fds[:3])
-    return requests, stdout, stderr, fds[3]
+    return control, requests, stdout, stderr, fds[3]
+
+
+def watch_lifeline(control):
+    """End this process -- and with it the container -- when the supervisor's end of ``control`` closes."""
+    container_log = os.dup(2)  # the container's own stderr (docker logs), before it becomes the task's
+
+    def watch():
+        try:
+            while control.recv(64):
+                pass
+        except OSError:
+            pass
+        os.write(container_log, b"airflow-docker-runtime: the supervisor is gone; stopping the container\n")
+        os._exit(70)
+
+    threading.Thread(target=watch, name="adr-lifeline", daemon=True).start()
 
 
 def child_target(kind):
@@ -43,7 +64,8 @@ def child_target(kind):
 
 def main():
     path, kind = sys.argv[1], sys.argv[2]
-    requests, stdout, stderr, logs_fd = receive_channels(path)
+    control, requests, stdout, stderr, logs_fd = receive_channels(path)
+    watch_lifeline(control)
     # From here on, even an ImportError (an image without Airflow) lands in the task log.
     os.dup2(stdout.fileno(), 1)
     os.dup2(stderr.fileno(), 2)

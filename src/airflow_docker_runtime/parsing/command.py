@@ -15,8 +15,17 @@ def dag_processor(args: Any) -> None:
 
     from airflow_docker_runtime.parsing.processor import DockerDagFileProcessorProcess
 
+    from airflow_docker_runtime.container.gc import sweep_on_start
+    from airflow_docker_runtime.layers import runtime_flag
+
     # The manager creates children through this module-level name; the flag is checked per file.
     manager.DagFileProcessorProcess = DockerDagFileProcessorProcess  # type: ignore[misc]
+    try:
+        docker_parsing = runtime_flag("parse") == "docker"
+    except Exception:  # a bad flag becomes each file's import error; nothing to sweep for
+        docker_parsing = False
+    if docker_parsing:
+        sweep_on_start("parse", background=False)  # before the first parse: a restarted processor's orphans
     upstream(args)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 from typing import Any
 
 import attrs
@@ -20,6 +19,7 @@ from airflow.dag_processing.processor import DagFileParseRequest, DagFileParsing
 
 from airflow_docker_runtime.container.docker_args import container_name
 from airflow_docker_runtime.container.launcher import ContainerProcess
+from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.coordinator import container_environment
 from airflow_docker_runtime.errors import DockerRuntimeError
@@ -81,8 +81,7 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
                     "labels": {
                         "dag_file": os.fspath(path),
                         "bundle": bundle_name,
-                        "worker": socket.gethostname(),
-                        "supervisor_pid": str(os.getpid()),
+                        **owner_labels(),
                     },
                     "environment": container_environment(),
                 },

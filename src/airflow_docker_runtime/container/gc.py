@@ -1,0 +1,152 @@
+"""Removing what a dead supervisor left behind: orphaned containers and run directories on this host.
+
+A supervisor that dies without cleaning up (worker SIGKILL, OOM kill, power loss) leaves its container
+to the in-container lifeline (the container stops by itself as soon as the supervisor's socket closes)
+and the stopped container plus its run directory to :func:`sweep`. Only containers this runtime created
+(``airflow-docker-runtime.managed=true``) and owned by this host are considered; see ``owner.judge``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from airflow_docker_runtime.container import owner
+from airflow_docker_runtime.container.docker_args import LABEL_PREFIX, MANAGED_LABEL
+from airflow_docker_runtime.container.launcher import RUN_DIR_BASE, docker_client, remove_container
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_NAME = re.compile(r"^run-(\d+)\.(\d+)-")
+"""Run directories are named ``run-<supervisor pid>.<its start ticks>-<random>`` (launcher._make_run_dir)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One managed container and what the sweep did with it."""
+
+    name: str
+    id: str
+    state: str
+    kind: str
+    what: str
+    reason: str
+    action: str
+    """``removed``, ``stopped`` (an orphan kept for inspection), ``would remove``/``would stop`` (dry run)
+    or ``left`` (not an orphan, or kept)."""
+
+
+def _what(labels: dict[str, str]) -> str:
+    if labels.get("kind") == "task":
+        return f"{labels.get('dag_id')}.{labels.get('task_id')} run={labels.get('run_id')} try={labels.get('try_number')}"
+    return labels.get("dag_file", "")
+
+
+def sweep(client: docker.DockerClient, *, dry_run: bool = False, include_kept: bool = False) -> list[Finding]:
+    """Find this host's managed containers whose supervisor is gone; stop and remove them."""
+    host, boot = socket.gethostname(), owner.boot_id()
+    findings = []
+    for summary in client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
+        raw = summary.get("Labels") or {}
+        labels = {k[len(LABEL_PREFIX) + 1 :]: v for k, v in raw.items() if k.startswith(f"{LABEL_PREFIX}.")}
+        name = (summary.get("Names") or ["?"])[0].lstrip("/")
+        state = summary.get("State", "")
+        verdict = owner.judge(labels, host=host, boot=boot)
+        kept = labels.get(owner.KEEP) == "true" and not include_kept
+        if not verdict.orphan or (kept and state != "running"):
+            action = "left"
+        elif kept:  # an orphan someone asked to keep: stop it, leave it for inspection
+            action = "would stop" if dry_run else _stop(client, summary["Id"])
+        else:
+            action = "would remove" if dry_run else _remove(client, summary["Id"])
+        reason = verdict.reason + (" (kept: remove_container_after_exit = False)" if kept and verdict.orphan else "")
+        findings.append(Finding(name, summary["Id"][:12], state, labels.get("kind", "?"), _what(labels), reason, action))
+    return findings
+
+
+def _remove(client: docker.DockerClient, container_id: str) -> str:
+    remove_container(client, container_id)
+    return "removed"
+
+
+def _stop(client: docker.DockerClient, container_id: str) -> str:
+    try:
+        client.api.kill(container_id)
+    except docker.errors.APIError as exc:
+        if exc.status_code not in (404, 409):
+            raise
+    return "stopped"
+
+
+def sweep_run_dirs(base: Path = RUN_DIR_BASE, *, dry_run: bool = False) -> list[Path]:
+    """Delete run directories whose supervisor is gone; returns them."""
+    gone = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return gone
+    for entry in entries:
+        match = RUN_DIR_NAME.match(entry.name)
+        if match and entry.is_dir() and not owner.owner_alive(int(match[1]), match[2]):
+            gone.append(entry)
+            if not dry_run:
+                shutil.rmtree(entry, ignore_errors=True)
+    return gone
+
+
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+
+
+def sweep_once_in_background(socket_path: str) -> threading.Thread | None:
+    """Sweep ``socket_path``'s daemon once per process, off the caller's thread (a worker's first task,
+    a DAG processor's start): a restarted worker removes its predecessor's orphans by itself."""
+    with _swept_lock:
+        if socket_path in _swept:
+            return None
+        _swept.add(socket_path)
+    thread = threading.Thread(target=_logged_sweep, args=(socket_path,), name="adr-gc", daemon=True)
+    thread.start()
+    return thread
+
+
+def sweep_on_start(purpose: str, coordinator_options: dict | None = None, *, background: bool = True) -> None:
+    """What a worker's coordinator or a DAG processor calls when it starts (``[docker_runtime] gc_on_start``)."""
+    from airflow_docker_runtime.layers import gc_on_start
+    from airflow_docker_runtime.resolve import operator_setting
+
+    try:
+        if not gc_on_start():
+            return
+        socket_path = operator_setting("socket_path", purpose, coordinator_options)  # type: ignore[arg-type]
+    except Exception as exc:  # a bad setting is reported where it is used; the sweep just does not run
+        log.warning("airflow-docker-runtime gc: not sweeping on start: %s", exc)
+        return
+    if background:
+        sweep_once_in_background(socket_path)
+    else:
+        with _swept_lock:
+            _swept.add(socket_path)
+        _logged_sweep(socket_path)
+
+
+def _logged_sweep(socket_path: str) -> None:
+    try:
+        findings = sweep(docker_client(socket_path))
+        dirs = sweep_run_dirs()
+    except Exception as exc:  # a failed sweep is logged, never a failed worker
+        log.warning("airflow-docker-runtime gc: sweep of %s failed: %s", socket_path, exc)
+        return
+    acted = [f for f in findings if f.action != "left"]
+    for finding in acted:
+        log.warning("airflow-docker-runtime gc: %s orphaned container %s (%s): %s", finding.action, finding.name, finding.what, finding.reason)
+    if acted or dirs:
+        log.warning("airflow-docker-runtime gc: %d orphaned containers, %d run directories cleaned up", len(acted), len(dirs))
