@@ -62,15 +62,17 @@ def remove_test_containers(client: docker.DockerClient, test_id: str) -> None:
         container.remove(force=True)
 
 
-def dead_process_labels() -> dict[str, str]:
+def dead_process_labels(host: str) -> dict[str, str]:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    return {**owner.owner_labels(), "supervisor_pid": str(child.pid), "supervisor_started": "1"}
+    return {**owner.owner_labels(), "worker": host, "supervisor_pid": str(child.pid), "supervisor_started": "1"}
 
 
 def test_sweep_removes_orphans_only(docker_client, test_id):
-    mine = owner.owner_labels()
-    dead = dead_process_labels()
+    # A host name of its own: a worker sweeping this machine meanwhile (gc_on_start) leaves these alone.
+    host = f"adr-itest-{test_id}"
+    mine = {**owner.owner_labels(), "worker": host}
+    dead = dead_process_labels(host)
     try:
         orphan = managed_container(docker_client, test_id, "orphan", dead)
         exited_orphan = managed_container(docker_client, test_id, "exited-orphan", dead, running=False)
@@ -79,12 +81,12 @@ def test_sweep_removes_orphans_only(docker_client, test_id):
         kept_running = managed_container(docker_client, test_id, "kept-running", {**dead, "keep": "true"})
         kept_exited = managed_container(docker_client, test_id, "kept-exited", {**dead, "keep": "true"}, running=False)
 
-        dry = {f.name: f.action for f in gc.sweep(docker_client, dry_run=True)}
+        dry = {f.name: f.action for f in gc.sweep(docker_client, dry_run=True, host=host)}
         assert dry[orphan.name] == dry[exited_orphan.name] == "would remove"
         assert dry[kept_running.name] == "would stop"
         assert docker_client.containers.get(orphan.id).status == "running"  # a dry run touches nothing
 
-        findings = {f.name: f for f in gc.sweep(docker_client)}
+        findings = {f.name: f for f in gc.sweep(docker_client, host=host)}
         assert findings[orphan.name].action == findings[exited_orphan.name].action == "removed"
         assert findings[orphan.name].reason == f"supervisor pid {dead['supervisor_pid']} is gone"
         assert (findings[alive.name].action, findings[alive.name].reason) == ("left", f"supervisor pid {os.getpid()} is alive")
@@ -95,7 +97,7 @@ def test_sweep_removes_orphans_only(docker_client, test_id):
         assert remaining == {alive.name: "running", other_host.name: "running", kept_running.name: "exited",
                              kept_exited.name: "created"}
 
-        assert {f.name: f.action for f in gc.sweep(docker_client, include_kept=True)}[kept_running.name] == "removed"
+        assert {f.name: f.action for f in gc.sweep(docker_client, include_kept=True, host=host)}[kept_running.name] == "removed"
     finally:
         remove_test_containers(docker_client, test_id)
 

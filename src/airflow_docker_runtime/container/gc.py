@@ -50,9 +50,14 @@ def _what(labels: dict[str, str]) -> str:
     return labels.get("dag_file", "")
 
 
-def sweep(client: docker.DockerClient, *, dry_run: bool = False, include_kept: bool = False) -> list[Finding]:
-    """Find this host's managed containers whose supervisor is gone; stop and remove them."""
-    host, boot = socket.gethostname(), owner.boot_id()
+def sweep(
+    client: docker.DockerClient, *, dry_run: bool = False, include_kept: bool = False, host: str | None = None
+) -> list[Finding]:
+    """Find this host's managed containers whose supervisor is gone; stop and remove them.
+
+    ``host`` (tests only) replaces this host's name; PIDs are always looked up on this machine.
+    """
+    host, boot = host or socket.gethostname(), owner.boot_id()
     findings = []
     for summary in client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=true"}):
         raw = summary.get("Labels") or {}
