@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHON := $(BIN)/python
 
-.PHONY: demo test setup venv docker images postgres bench clean
+.PHONY: demo test setup venv docker images postgres redis bench clean
 
 demo: venv docker images
 	$(BIN)/python scripts/demo.py
@@ -15,7 +15,7 @@ test: setup
 bench: setup
 	$(BIN)/python bench/parse.py
 
-setup: venv docker images postgres
+setup: venv docker images postgres redis
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -32,6 +32,9 @@ images: venv docker
 
 postgres:
 	scripts/ensure-postgres.sh
+
+redis:
+	scripts/ensure-redis.sh
 
 clean:
 	rm -rf $(VENV) .cache

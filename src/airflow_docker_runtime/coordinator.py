@@ -25,7 +25,7 @@ from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.layers import layer_from_mapping, runtime_flag
-from airflow_docker_runtime.resolve import resolve
+from airflow_docker_runtime.resolve import operator_setting, resolve
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -80,7 +80,7 @@ class DockerCoordinator(BaseCoordinator):
         layer_from_mapping(options, "[sdk] coordinators kwargs", trusted=True)  # fail fast on a typo
         self.options = options
         # Built on a worker's first task routed here: a restarted worker cleans up after its predecessor.
-        sweep_on_start("task", options)
+        sweep_on_start(lambda: [operator_setting("socket_path", "task", options)])
 
     def execute_task(
         self,

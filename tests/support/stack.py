@@ -43,6 +43,18 @@ def pg_database(name: str) -> str:
     return PG_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
+def celery_settings(redis_db: int, database: str) -> dict[str, dict[str, str]]:
+    """CeleryExecutor with Redis database ``redis_db`` as broker and PostgreSQL ``database`` as result backend."""
+    db_url = pg_database(database)
+    return {
+        "core": {"executor": "CeleryExecutor"},
+        "celery": {
+            "broker_url": f"redis://127.0.0.1:6379/{redis_db}",
+            "result_backend": "db+" + db_url,
+        },
+    }
+
+
 def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
     """Poll ``condition`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
@@ -134,6 +146,40 @@ class AirflowStack:
             )
         wait_for(self._healthy, timeout=180, what="the api-server to answer")
         return self
+
+    def start_worker(
+        self, name: str, queues: str, config: dict[str, dict[str, str]] | None = None, concurrency: int = 2
+    ) -> subprocess.Popen:
+        """Start ``airflow celery worker`` for ``queues`` with its own settings; return once Celery says it is ready.
+
+        The worker runs in a session of its own: ``os.killpg(proc.pid, ...)`` reaches its pool processes too.
+        """
+        env = dict(self.env)
+        settings = {("logging", "worker_log_server_port"): str(free_port())}
+        for section, values in (config or {}).items():
+            for key, value in values.items():
+                settings[(section, key)] = value
+        for (section, key), value in settings.items():
+            env[f"AIRFLOW__{section.upper()}__{key.upper()}"] = value
+        log_path = self.home / f"worker-{name}.log"
+        start = log_path.stat().st_size if log_path.exists() else 0
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), "celery", "worker", "--queues", queues, "--concurrency", str(concurrency),
+             "--celery-hostname", f"{name}@%h"],
+            env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs[f"worker-{name}"] = proc
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"celery worker {name} exited with {proc.returncode}:\n{self.component_log(f'worker-{name}')[-3000:]}")
+            return " ready." in self.component_log(f"worker-{name}")[start:]
+
+        wait_for(ready, timeout=120, what=f"celery worker {name} to be ready")
+        return proc
+
+    def worker_log(self, name: str) -> str:
+        return self.component_log(f"worker-{name}")
 
     def _healthy(self) -> bool:
         for name, proc in self.procs.items():

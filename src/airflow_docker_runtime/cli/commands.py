@@ -120,20 +120,6 @@ def test(args) -> None:
         raise SystemExit(1)
 
 
-def daemon_socket_paths() -> list[str]:
-    """Every Docker daemon this deployment's settings point at: both purposes and each coordinator entry."""
-    from airflow.configuration import conf
-
-    from airflow_docker_runtime.resolve import operator_setting
-
-    paths = {operator_setting("socket_path", purpose) for purpose in ("task", "parse")}  # type: ignore[arg-type]
-    entries = conf.getjson("sdk", "coordinators", fallback={}) or {}
-    for entry in entries.values() if isinstance(entries, dict) else ():
-        if isinstance(entry, dict) and str(entry.get("classpath", "")).endswith(".DockerCoordinator"):
-            paths.add(operator_setting("socket_path", "task", entry.get("kwargs") or {}))
-    return sorted(paths)
-
-
 def gc(args) -> None:
     """``airflow docker-runtime gc``: remove this host's containers and run directories whose supervisor is gone."""
     from dataclasses import asdict
@@ -141,12 +127,12 @@ def gc(args) -> None:
     import docker.errors
     import requests
 
-    from airflow_docker_runtime.container.gc import sweep, sweep_run_dirs
+    from airflow_docker_runtime.container.gc import configured_socket_paths, sweep, sweep_run_dirs
     from airflow_docker_runtime.container.launcher import docker_client
     from airflow_docker_runtime.errors import DockerRuntimeError
 
     try:
-        paths = [args.socket_path] if args.socket_path else daemon_socket_paths()
+        paths = [args.socket_path] if args.socket_path else configured_socket_paths()
         rows = []
         for path in paths:
             findings = sweep(docker_client(path), dry_run=args.dry_run, include_kept=args.include_kept)

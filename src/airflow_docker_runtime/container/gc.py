@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,24 +124,42 @@ def sweep_once_in_background(socket_path: str) -> threading.Thread | None:
     return thread
 
 
-def sweep_on_start(purpose: str, coordinator_options: dict | None = None, *, background: bool = True) -> None:
-    """What a worker's coordinator or a DAG processor calls when it starts (``[docker_runtime] gc_on_start``)."""
-    from airflow_docker_runtime.layers import gc_on_start
+def configured_socket_paths() -> list[str]:
+    """Every Docker daemon this deployment's settings point at: both purposes and each coordinator entry."""
+    from airflow.configuration import conf
+
     from airflow_docker_runtime.resolve import operator_setting
+
+    paths = {operator_setting("socket_path", purpose) for purpose in ("task", "parse")}  # type: ignore[arg-type]
+    entries = conf.getjson("sdk", "coordinators", fallback={}) or {}
+    for entry in entries.values() if isinstance(entries, dict) else ():
+        if isinstance(entry, dict) and str(entry.get("classpath", "")).endswith(".DockerCoordinator"):
+            paths.add(operator_setting("socket_path", "task", entry.get("kwargs") or {}))
+    return sorted(paths)
+
+
+def sweep_on_start(socket_paths: Callable[[], Iterable[str]], *, background: bool = True) -> None:
+    """Sweep the daemons ``socket_paths()`` names, once per process, if ``[docker_runtime] gc_on_start``.
+
+    Called by a worker's coordinator when it is built, by ``airflow docker-runtime dag-processor`` when it
+    starts, and by a Celery worker when it is ready (``integrations.celery``).
+    """
+    from airflow_docker_runtime.layers import gc_on_start
 
     try:
         if not gc_on_start():
             return
-        socket_path = operator_setting("socket_path", purpose, coordinator_options)  # type: ignore[arg-type]
+        paths = list(socket_paths())
     except Exception as exc:  # a bad setting is reported where it is used; the sweep just does not run
         log.warning("airflow-docker-runtime gc: not sweeping on start: %s", exc)
         return
-    if background:
-        sweep_once_in_background(socket_path)
-    else:
-        with _swept_lock:
-            _swept.add(socket_path)
-        _logged_sweep(socket_path)
+    for path in paths:
+        if background:
+            sweep_once_in_background(path)
+        else:
+            with _swept_lock:
+                _swept.add(path)
+            _logged_sweep(path)
 
 
 def _logged_sweep(socket_path: str) -> None:

@@ -17,6 +17,7 @@ def dag_processor(args: Any) -> None:
 
     from airflow_docker_runtime.container.gc import sweep_on_start
     from airflow_docker_runtime.layers import runtime_flag
+    from airflow_docker_runtime.resolve import operator_setting
 
     # The manager creates children through this module-level name; the flag is checked per file.
     manager.DagFileProcessorProcess = DockerDagFileProcessorProcess  # type: ignore[misc]
@@ -25,7 +26,7 @@ def dag_processor(args: Any) -> None:
     except Exception:  # a bad flag becomes each file's import error; nothing to sweep for
         docker_parsing = False
     if docker_parsing:
-        sweep_on_start("parse", background=False)  # before the first parse: a restarted processor's orphans
+        sweep_on_start(lambda: [operator_setting("socket_path", "parse")], background=False)  # before the first parse: a restarted processor's orphans
     upstream(args)
 
 

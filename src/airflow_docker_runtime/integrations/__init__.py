@@ -1,0 +1,1 @@
+"""Optional hooks into executors' own start-up."""
