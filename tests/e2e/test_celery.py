@@ -106,6 +106,25 @@ def test_warm_shutdown_lets_the_running_container_finish(celery_stack, docker_cl
     assert containers_of(docker_client, "celery_sleep") == []
 
 
+def test_sigterm_to_every_worker_process_runs_on_kill_in_the_container_and_lets_it_finish(celery_stack, docker_client):
+    """systemd's default stop (SIGTERM to the whole control group), as natively: the supervisor forwards
+    SIGTERM into the container, Airflow calls the operator's on_kill there, and Celery's warm shutdown
+    waits for the try. (A service manager's later SIGKILL is the lifeline's case, below.)"""
+    worker = celery_stack.start_worker("systemd", "lifecycle", worker_config("lifecycle"))
+    run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 10})
+    container = wait_for_running_container(docker_client, "celery_sleep")
+    wait_for(lambda: "sleeping 10" in celery_stack.task_log("celery_sleep", run_id, "sleep"), timeout=60,
+             what="the task to start sleeping")
+
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=120)
+
+    assert celery_stack.wait_for_run("celery_sleep", run_id, timeout=60) == "success"
+    log = celery_stack.task_log("celery_sleep", run_id, "sleep")
+    assert f"on_kill ran in {container['Id'][:12]}" in log, log[-2000:]  # the container's hostname is its id
+    assert containers_of(docker_client, "celery_sleep") == []
+
+
 def test_sigkilled_worker_leaves_no_running_container_and_a_restarted_worker_removes_the_rest(celery_stack, docker_client):
     worker = celery_stack.start_worker("crash", "lifecycle", worker_config("lifecycle"))
     run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 600})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pendulum
 
-from airflow.sdk import dag, task
+from airflow.sdk import BaseOperator, dag, task
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -45,15 +45,21 @@ def celery_routing():
     on_isolated()
 
 
-@dag(schedule=None, start_date=START, catchup=False, params={"seconds": 8})
-def celery_sleep():
-    @task(queue="lifecycle", retries=1, retry_delay=pendulum.duration(hours=1))
-    def sleep(params=None) -> str:
-        print("sleeping", params["seconds"], flush=True)
-        time.sleep(params["seconds"])
+class SleepOperator(BaseOperator):
+    """Sleeps ``params.seconds``; its ``on_kill`` says where it ran (Airflow calls it on SIGTERM)."""
+
+    def execute(self, context) -> str:
+        print("sleeping", context["params"]["seconds"], flush=True)
+        time.sleep(context["params"]["seconds"])
         return "slept"
 
-    sleep()
+    def on_kill(self) -> None:
+        print(f"on_kill ran in {socket.gethostname()}", flush=True)
+
+
+@dag(schedule=None, start_date=START, catchup=False, params={"seconds": 8})
+def celery_sleep():
+    SleepOperator(task_id="sleep", queue="lifecycle", retries=1, retry_delay=pendulum.duration(hours=1))
 
 
 @dag(schedule=None, start_date=START, catchup=False, params={"per_queue": 100})
