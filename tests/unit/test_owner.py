@@ -82,3 +82,30 @@ def test_sweep_run_dirs_deletes_only_directories_of_dead_supervisors(tmp_path):
     assert gone.exists()
     assert sorted(gc.sweep_run_dirs(tmp_path)) == sorted([reused_pid, gone])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, unrelated.name])
+
+
+def test_gc_finds_every_configured_daemon(monkeypatch):
+    """Base settings, a purpose section and each DockerCoordinator entry may name a daemon; others are ignored."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW__DOCKER_RUNTIME__SOCKET_PATH", "unix:///run/base.sock")
+    monkeypatch.setenv("AIRFLOW__SCHEDULER_DAG_PARSING_DOCKER_RUNTIME__SOCKET_PATH", "unix:///run/parse.sock")
+    monkeypatch.setenv(
+        "AIRFLOW__SDK__COORDINATORS",
+        json.dumps({
+            "gpu": {"classpath": "airflow_docker_runtime.coordinator.DockerCoordinator", "kwargs": {"socket_path": "tcp://gpu:2375"}},
+            "plain": {"classpath": "airflow_docker_runtime.coordinator.DockerCoordinator"},
+            "java": {"classpath": "airflow.sdk.coordinators.java.JavaCoordinator", "kwargs": {"socket_path": "unix:///nope"}},
+        }),
+    )
+    assert gc.configured_socket_paths() == ["tcp://gpu:2375", "unix:///run/base.sock", "unix:///run/parse.sock"]
+
+
+def test_gc_on_start_is_a_boolean_setting():
+    from airflow_docker_runtime.errors import RuntimeSpecError
+    from airflow_docker_runtime.layers import gc_on_start
+
+    assert gc_on_start(lambda section: {}) is True
+    assert gc_on_start(lambda section: {"gc_on_start": "False"}) is False
+    with pytest.raises(RuntimeSpecError, match=r"\[docker_runtime\].*gc_on_start.*expected true or false, got 'sometimes'"):
+        gc_on_start(lambda section: {"gc_on_start": "sometimes"})

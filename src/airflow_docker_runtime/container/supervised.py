@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import selectors
 import signal
+import threading
 import time
 from socket import socketpair
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,23 @@ class ContainerChildMixin:
                 oom_killed=False,
                 peak_memory=peak,
             )
+
+    def _monitor_subprocess(self):
+        # Upstream wait() forwards SIGTERM/SIGINT (a worker being stopped) with os.kill(self.pid): for a
+        # container that is its init on the host, which a worker not running as root may not signal.
+        # Forward through the daemon instead; the handlers upstream saved are restored by wait() as usual.
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._forward_signal_to_container)
+        return super()._monitor_subprocess()  # type: ignore[misc]
+
+    def _forward_signal_to_container(self, signum: int, frame: Any) -> None:
+        log: FilteringBoundLogger = self.process_log  # type: ignore[attr-defined]
+        log.info("Received signal, forwarding to the container", signal=signal.Signals(signum).name, container_id=self.container.id[:12])
+        try:
+            self.container.send_signal(signum)
+        except Exception as exc:  # the daemon may be gone too; the supervisor must go on supervising
+            log.warning("Could not forward the signal to the container", signal=signal.Signals(signum).name, error=str(exc))
 
     def kill(self, signal_to_send: signal.Signals = signal.SIGINT, escalation_delay: float = 5.0, force: bool = False):
         # "SIGKILL after stop_timeout": the operator's grace period replaces the supervisor's fixed delay.
