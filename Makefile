@@ -12,8 +12,10 @@ demo: venv docker images
 test: setup
 	$(BIN)/pytest tests
 
+# Docker runtime against native on this machine; writes bench/results.json and docs/benchmarks.md.
+# Round counts: make bench BENCH_ARGS="--task-rounds 2 --parse-rounds 5" (see bench/run.py --help).
 bench: setup
-	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 setup: venv docker images postgres redis
 

@@ -1,0 +1,1 @@
+"""Benchmarks: the docker runtime against the native runtime on one machine (`make bench`)."""
