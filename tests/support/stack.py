@@ -208,7 +208,11 @@ class AirflowStack:
         self.api.close()
 
     def __enter__(self) -> AirflowStack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # __exit__ does not run when __enter__ fails: stop what did start
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

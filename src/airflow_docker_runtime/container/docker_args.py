@@ -26,6 +26,7 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 
 FORWARDED_CONFIG = (
     ("core", "default_timezone"),
+    ("core", "load_examples"),
     ("core", "dagbag_import_timeout"),
     ("core", "dagbag_import_error_tracebacks"),
     ("core", "dagbag_import_error_traceback_depth"),
