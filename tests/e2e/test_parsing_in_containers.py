@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 
 import pytest
 
 from tests.e2e.conftest import E2E_DAGS, PG_URL, dags_folder, docker_config, postgres_answers, require
+from tests.support.orphans import dead_owner_labels, managed_container, remove_test_containers
 from tests.support.stack import REPO, AirflowStack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -22,10 +24,23 @@ def parsing_stack(tmp_path_factory, docker_client):
     tmp = tmp_path_factory.mktemp("parsing")
     config = docker_config(scheduler_dag_parsing_runtime="docker")
     config["dag_processor"] = {"dag_file_processor_timeout": "15"}
-    with AirflowStack(
-        tmp / "home", dags_folder(tmp, PARSE_DAGS), db_url=PG_URL, config=config, dag_processor=("docker-runtime", "dag-processor")
-    ) as s:
-        yield s
+    # What a killed predecessor left: the processor must remove it when it starts (gc_on_start).
+    test_id = uuid.uuid4().hex[:12]
+    orphan = managed_container(docker_client, test_id, "parse-orphan", dead_owner_labels(), running=False, kind="parse")
+    try:
+        with AirflowStack(
+            tmp / "home", dags_folder(tmp, PARSE_DAGS), db_url=PG_URL, config=config, dag_processor=("docker-runtime", "dag-processor")
+        ) as s:
+            s.orphan_name = orphan.name
+            yield s
+    finally:
+        remove_test_containers(docker_client, test_id)
+
+
+def test_a_starting_processor_removes_its_predecessors_orphans(parsing_stack, docker_client):
+    wait_for(lambda: not docker_client.api.containers(all=True, filters={"name": parsing_stack.orphan_name}), timeout=60,
+             what="the DAG processor to remove the orphaned parse container")
+    assert f"removed orphaned container {parsing_stack.orphan_name}" in parsing_stack.component_log("dag-processor")
 
 
 def errors_by_file(stack) -> dict[str, str]:

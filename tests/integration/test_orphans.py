@@ -10,17 +10,16 @@ import sys
 import textwrap
 import time
 
-import docker
 import pytest
 
 from airflow_docker_runtime.container import gc, owner
-from airflow_docker_runtime.container.docker_args import LABEL_PREFIX, MANAGED_LABEL
+from airflow_docker_runtime.container.docker_args import LABEL_PREFIX
+from tests.support.orphans import TEST_LABEL, dead_owner_labels, managed_container, remove_test_containers
 from tests.support.stack import VENV_BIN, wait_for
 
 pytestmark = pytest.mark.docker
 
 IMAGE = "adr-test/base:latest"
-TEST_LABEL = f"{LABEL_PREFIX}.test_id"
 
 # A stand-in for a worker's supervisor: launches one task container exactly as the coordinator does,
 # prints its id, and then just lives (the container's task runner waits for its start-up message).
@@ -43,36 +42,11 @@ SUPERVISOR = textwrap.dedent(
 )
 
 
-def managed_container(client: docker.DockerClient, test_id: str, name: str, labels: dict[str, str], *, running: bool = True):
-    """A container carrying this runtime's labels (as if a supervisor had started it)."""
-    container = client.containers.create(
-        IMAGE,
-        command=["sleep", "300"],
-        name=f"adr-itest-{test_id}-{name}",
-        labels={MANAGED_LABEL: "true", TEST_LABEL: test_id, f"{LABEL_PREFIX}.kind": "task",
-                **{f"{LABEL_PREFIX}.{k}": v for k, v in labels.items()}},
-    )
-    if running:
-        container.start()
-    return container
-
-
-def remove_test_containers(client: docker.DockerClient, test_id: str) -> None:
-    for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={test_id}"}):
-        container.remove(force=True)
-
-
-def dead_process_labels(host: str) -> dict[str, str]:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return {**owner.owner_labels(), "worker": host, "supervisor_pid": str(child.pid), "supervisor_started": "1"}
-
-
 def test_sweep_removes_orphans_only(docker_client, test_id):
     # A host name of its own: a worker sweeping this machine meanwhile (gc_on_start) leaves these alone.
     host = f"adr-itest-{test_id}"
     mine = {**owner.owner_labels(), "worker": host}
-    dead = dead_process_labels(host)
+    dead = dead_owner_labels(host)
     try:
         orphan = managed_container(docker_client, test_id, "orphan", dead)
         exited_orphan = managed_container(docker_client, test_id, "exited-orphan", dead, running=False)
