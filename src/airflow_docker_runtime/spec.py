@@ -163,6 +163,11 @@ class RuntimeOptions(BaseModel):
     )
     environments: dict[str, str] | None = Field(None, description="Environment variables for the container.")
     labels: dict[str, str] | None = Field(None, description="Labels put on the container.")
+    fork_server: bool | None = Field(
+        None,
+        description="DAG parsing only: parse the files of one runtime spec in children forked by one long-lived "
+        "container that imported Airflow once, instead of one container per file (ADR 0007).",
+    )
 
     @field_validator("image")
     @classmethod
@@ -238,6 +243,7 @@ OPERATOR_ONLY_KEYS = frozenset(
         "docker_cgroup_subpath",
         "container_repository",
         "container_tag",
+        "fork_server",
     }
 )
 """Keys that only ``airflow.cfg`` (trusted, the operator's) may set; a sidecar setting one is an error."""
@@ -290,6 +296,7 @@ DEFAULTS: dict[str, Any] = {
     "docker_cgroup_subpath": "docker",
     "python": "python",
     "connect_timeout": 60.0,
+    "fork_server": False,
 }
 """Built-in defaults (the AIP's where it gives one). ``airflow.cfg`` overrides them."""
 
@@ -324,6 +331,7 @@ class RuntimeSpec(BaseModel):
     environment_variables_from_host: tuple[str, ...] = ()
     cgroup_mount_path: str
     docker_cgroup_subpath: str
+    fork_server: bool = False
 
     def limits_summary(self) -> str:
         """One line for the task log: the limits Docker will enforce."""

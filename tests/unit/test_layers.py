@@ -231,7 +231,7 @@ def test_operator_only_keys_refused_in_a_sidecar(tmp_path, key, where):
 
 @pytest.mark.parametrize("key", sorted(OPERATOR_ONLY_KEYS))
 def test_operator_only_keys_accepted_from_airflow_cfg(key):
-    value = "x" if key != "environment_variables_from_host" else "PATH"
+    value = {"environment_variables_from_host": "PATH", "fork_server": "True"}.get(key, "x")
     layer = layer_from_mapping({key: value}, "[docker_runtime]", trusted=True)
     assert key in layer.set_fields()
 

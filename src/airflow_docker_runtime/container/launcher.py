@@ -291,12 +291,15 @@ def _peer_is_in(conn: socket.socket, container_id: str) -> bool:
 def launch(
     spec: RuntimeSpec,
     request_args: dict[str, Any],
-    child_ends: tuple[socket.socket, socket.socket, socket.socket, socket.socket],
+    child_ends: tuple[socket.socket, socket.socket, socket.socket, socket.socket] | None,
     *,
     host_env: Mapping[str, str] | None = None,
 ) -> tuple[ContainerProcess, Timings, dict[str, Any]]:
     """
     Start a container for ``spec`` and hand it ``child_ends`` (requests, stdout, stderr, logs).
+
+    With ``child_ends=None`` (a fork server) nothing is handed over: the connection stays open as the
+    server's control connection, ``process.lifeline``.
 
     ``request_args`` are :class:`LaunchRequest` fields other than ``run_dir`` and ``bootstrap_dir``.
     Returns the tracker, the launch timings and the image's inspect data. On any failure nothing is left
@@ -381,7 +384,7 @@ def _cleanup_failed_launch(client, process: ContainerProcess | None, container_i
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _hand_over(listener: socket.socket, process: ContainerProcess, child_ends: tuple[socket.socket, ...], spec: RuntimeSpec) -> None:
+def _hand_over(listener: socket.socket, process: ContainerProcess, child_ends: tuple[socket.socket, ...] | None, spec: RuntimeSpec) -> None:
     deadline = time.monotonic() + spec.connect_timeout
     with selectors.DefaultSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
@@ -408,7 +411,9 @@ def _hand_over(listener: socket.socket, process: ContainerProcess, child_ends: t
                 if not _peer_is_in(conn, process.id) or conn.recv(len(HANDSHAKE)) != HANDSHAKE:
                     conn.close()
                     continue
-                socket.send_fds(conn, [HANDSHAKE], [s.fileno() for s in child_ends])
+                if child_ends is not None:
+                    socket.send_fds(conn, [HANDSHAKE], [s.fileno() for s in child_ends])
+                conn.settimeout(None)
             except BaseException:
                 conn.close()
                 raise

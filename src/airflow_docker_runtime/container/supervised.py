@@ -12,9 +12,10 @@ import signal
 import threading
 import time
 from socket import socketpair
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from airflow_docker_runtime.container.launcher import ContainerProcess, launch
+from airflow_docker_runtime.container.launcher import ContainerProcess, Timings, launch
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.spec import format_size
 
@@ -30,16 +31,18 @@ def start_in_container(
     spec: RuntimeSpec,
     request_args: dict[str, Any],
     logger: FilteringBoundLogger,
+    launcher: Callable[..., tuple[Any, Timings, dict[str, Any]]] = launch,
     **constructor_kwargs: Any,
 ):
-    """Build an instance of the upstream ``WatchedSubprocess`` subclass ``cls`` whose child is a container."""
+    """Build an instance of the upstream ``WatchedSubprocess`` subclass ``cls`` whose child is a container
+    (``launcher``: :func:`.launcher.launch`, or a fork server's ``launch_forked``)."""
     child_stdout, read_stdout = socketpair()
     child_stderr, read_stderr = socketpair()
     child_requests, read_requests = socketpair()
     child_logs, read_logs = socketpair()
     parent_ends = (read_stdout, read_stderr, read_requests, read_logs)
     try:
-        container, timings, image = launch(spec, request_args, (child_requests, child_stdout, child_stderr, child_logs))
+        container, timings, image = launcher(spec, request_args, (child_requests, child_stdout, child_stderr, child_logs))
     except BaseException:
         for sock in parent_ends:
             sock.close()
@@ -54,7 +57,7 @@ def start_in_container(
         image_id=image.get("Id", ""),
         image_digests=image.get("RepoDigests") or [],
         container_id=container.id[:12],
-        container_name=request_args["name"],
+        container_name=getattr(container, "name", request_args["name"]),
         limits=spec.limits_summary(),
         network_mode=spec.network_mode or "default",
         user=spec.run_as_user or "image default",

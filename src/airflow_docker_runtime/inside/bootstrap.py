@@ -62,10 +62,8 @@ def child_target(kind):
     raise SystemExit(f"airflow-docker-runtime: unknown child kind {kind!r}")
 
 
-def main():
-    path, kind = sys.argv[1], sys.argv[2]
-    control, requests, stdout, stderr, logs_fd = receive_channels(path)
-    watch_lifeline(control)
+def become_child(requests, stdout, stderr, logs_fd, kind):
+    """Point fds 1 and 2 at the supervisor's channels and run the upstream child; never returns."""
     # From here on, even an ImportError (an image without Airflow) lands in the task log.
     os.dup2(stdout.fileno(), 1)
     os.dup2(stderr.fileno(), 2)
@@ -73,6 +71,76 @@ def main():
     from airflow.sdk.execution_time.supervisor import _fork_main
 
     _fork_main(requests, stdout, stderr, logs_fd, child_target(kind))
+
+
+MESSAGE = 64  # fork-server messages are fixed-size lines, padded with spaces
+
+
+def send_line(control, lock, *words):
+    line = " ".join(str(w) for w in words).encode()
+    with lock:
+        control.sendall(line.ljust(MESSAGE - 1) + b"\n")
+
+
+def serve(control, kind):
+    """Fork server: import the child's code once, then fork one child per ``spawn`` (with its 4 fds).
+
+    Protocol on the control connection, fixed-size lines: in ``spawn <id>`` (+ requests, stdout, stderr,
+    logs as SCM_RIGHTS) and ``kill <id> <signal>``; out ``ready``, ``started <id> <pid>`` and
+    ``exited <id> <code>`` (negative: killed by that signal). End-of-file: the supervisor is gone.
+    """
+    import signal
+
+    child_target(kind)  # the expensive imports, once
+    __import__("airflow.sdk.execution_time.supervisor")
+    lock = threading.Lock()
+    children = {}
+
+    def reap(pid, ident):
+        _, status = os.waitpid(pid, 0)
+        children.pop(ident, None)
+        send_line(control, lock, "exited", ident, os.waitstatus_to_exitcode(status))
+
+    send_line(control, lock, "ready")
+    while True:
+        message, fds, _flags, _addr = socket.recv_fds(control, MESSAGE, 4)
+        if not message:
+            os._exit(70)  # the supervisor is gone: the container ends, every child with it
+        words = message.split()
+        if words[:1] == [b"spawn"] and len(fds) == 4:
+            ident = words[1].decode()
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                requests, stdout, stderr = (socket.socket(fileno=fd) for fd in fds[:3])
+                become_child(requests, stdout, stderr, fds[3], kind)
+                os._exit(1)
+            for fd in fds:
+                os.close(fd)
+            children[ident] = pid
+            send_line(control, lock, "started", ident, pid)
+            threading.Thread(target=reap, args=(pid, ident), daemon=True).start()
+        elif words[:1] == [b"kill"] and words[1].decode() in children:
+            try:
+                os.kill(children[words[1].decode()], int(words[2]))
+            except (ProcessLookupError, KeyError):
+                pass
+        else:
+            for fd in fds:
+                os.close(fd)
+
+
+def main():
+    path, kind = sys.argv[1], sys.argv[2]
+    if kind.startswith("serve-"):
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        control.connect(path)
+        control.sendall(HANDSHAKE)
+        serve(control, kind[len("serve-"):])
+    control, requests, stdout, stderr, logs_fd = receive_channels(path)
+    watch_lifeline(control)
+    become_child(requests, stdout, stderr, logs_fd, kind)
 
 
 if __name__ == "__main__":

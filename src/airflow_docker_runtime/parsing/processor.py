@@ -18,7 +18,8 @@ import attrs
 from airflow.dag_processing.processor import DagFileParseRequest, DagFileParsingResult, DagFileProcessorProcess
 
 from airflow_docker_runtime.container.docker_args import container_name
-from airflow_docker_runtime.container.launcher import ContainerProcess
+from airflow_docker_runtime.container.forkserver import ForkedChild, launch_forked
+from airflow_docker_runtime.container.launcher import ContainerProcess, launch
 from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.coordinator import container_environment
@@ -45,7 +46,7 @@ def _report_import_error(rel_path: str, message: str) -> None:
 class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess):
     """Upstream ``DagFileProcessorProcess`` whose parse child lives in a container."""
 
-    container: ContainerProcess = attrs.field(repr=False)
+    container: ContainerProcess | ForkedChild = attrs.field(repr=False)
 
     @classmethod
     def start(cls, **kwargs: Any):  # type: ignore[override]
@@ -74,6 +75,7 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
             proc = start_in_container(
                 cls,
                 spec=resolution.spec,
+                launcher=launch_forked if resolution.spec.fork_server else launch,
                 request_args={
                     "kind": "parse",
                     "name": container_name("parse", dag_file_rel_path, kwargs["id"]),
