@@ -92,16 +92,26 @@ class ForkServer:
         self._children: dict[str, ForkedChild] = {}
         self._ids = itertools.count(1)
         self._ready = threading.Event()
+        self._said_ready = False
+        self._reading = True
         self.last_used = time.monotonic()
         threading.Thread(target=self._read, name=f"adr-forkserver-{self.container.id[:12]}", daemon=True).start()
-        if not self._ready.wait(spec.connect_timeout) or self.container.exited:
+        if not self._ready.wait(spec.connect_timeout) or not self._said_ready:
+            reason = "exited before it was ready" if self._ready.is_set() else "did not become ready within connect_timeout"
+            try:
+                output = self.container.client.api.logs(self.container.id, tail=40).decode(errors="replace").strip()
+            except Exception:
+                output = ""
             self.close()
-            raise ContainerStartupError(f"the fork server for image {spec.image!r} did not become ready within connect_timeout")
+            raise ContainerStartupError(
+                f"the fork server for image {spec.image!r} {reason}; is {spec.python!r} a Python with Airflow in the "
+                f"image? Container output:\n{output}"
+            )
         self.ready_seconds = time.monotonic() - started
 
     @property
     def alive(self) -> bool:
-        return self._ready.is_set() and not self.container.exited and self.control.fileno() >= 0
+        return self._said_ready and self._reading and not self.container.exited
 
     def send(self, *words: object, fds: list[int] | None = None) -> None:
         line = " ".join(str(w) for w in words).encode().ljust(MESSAGE - 1) + b"\n"
@@ -139,12 +149,14 @@ class ForkServer:
         except OSError:
             pass
         finally:
+            self._reading = False
             for child in list(self._children.values()):  # the server died: so did every child in it
                 child._finish(-signal.SIGKILL, "the fork server exited")
             self._ready.set()
 
     def _handle(self, words: list[bytes]) -> None:
         if words == [b"ready"]:
+            self._said_ready = True
             self._ready.set()
         elif len(words) == 3 and words[0] == b"started" and (child := self._children.get(words[1].decode())):
             child.pid = int(words[2])

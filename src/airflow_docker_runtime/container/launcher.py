@@ -357,7 +357,16 @@ def launch(
         # The supervisor signals and reports this PID; it must be the container's init, never 0.
         process.host_pid = int(client.api.inspect_container(container_id)["State"].get("Pid") or 0)
         if process.host_pid <= 0:
-            raise ContainerStartupError(f"container {container_id[:12]} has no process on this host")
+            process._exited.wait(10)
+            code = process.outcome.exit_code if process.outcome else "?"
+            try:
+                output = client.api.logs(container_id, tail=40).decode(errors="replace").strip()
+            except docker.errors.DockerException:  # already removed after its exit
+                output = "(no longer available)"
+            raise ContainerStartupError(
+                f"the container exited with code {code} right after connecting; is {spec.python!r} a Python with "
+                f"Airflow in image {spec.image!r}? Container output:\n{output}"
+            )
         return process, timings, image
     except requests.exceptions.RequestException as exc:
         _cleanup_failed_launch(client, process, container_id, run_dir)
