@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHON := $(BIN)/python
 
-.PHONY: demo test setup venv docker images postgres redis bench clean
+.PHONY: demo test setup venv docker images postgres redis bench load-test clean
 
 demo: venv docker images
 	$(BIN)/python scripts/demo.py
@@ -16,6 +16,10 @@ test: setup
 # Round counts: make bench BENCH_ARGS="--task-rounds 2 --parse-rounds 5" (see bench/run.py --help).
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# CeleryExecutor load test: 200 short tasks across two workers; writes its section of docs/benchmarks.md.
+load-test: setup
+	$(BIN)/python bench/celery_load.py --write
 
 setup: venv docker images postgres redis
 
