@@ -107,7 +107,13 @@ def _headline(results: dict[str, Any]) -> list[str]:
                 f"{'met' if fork_ratio is not None and fork_ratio >= TARGET_THROUGHPUT else 'not met'} |"
             )
     met = [name for name, ok in (("task start", t.get("start_target_met")), ("parse throughput", t.get("parse_target_met"))) if ok]
-    verdict = f"Met: {', '.join(met)}." if met else "Neither target is met."
+    verdict = f"Met by the default runtime: {', '.join(met)}." if met else "The default runtime meets neither target."
+    fork = results.get("parse", {}).get("docker_fork_over_native", {}).get("throughput")
+    if fork is not None:
+        verdict += (
+            f" Parsing with the opt-in fork server reaches {_x(fork)} of native throughput "
+            f"({'meeting' if fork >= TARGET_THROUGHPUT else 'short of'} the 0.70x target); task start has no warm path yet."
+        )
     rows += [
         "",
         f"{verdict} A docker try pays a fresh container (create, start, connect) and, above all, a cold Python "
