@@ -29,23 +29,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.stack import AirflowStack, celery_settings, pg_database, wait_for  # noqa: E402
+from tests.support.stack import AirflowStack, celery_settings, coordinator_entry, pg_database, wait_for  # noqa: E402
 
-COORDINATOR = "airflow_docker_runtime.coordinator.DockerCoordinator"
 DAGS = REPO / "tests" / "e2e" / "celery_dags"
 REDIS_DB = 6
 RESULT = REPO / "bench" / "celery_load.json"
 BEGIN, END = "<!-- celery-load:begin -->", "<!-- celery-load:end -->"
 FINISHED = {"success", "failed", "upstream_failed", "skipped"}
-
-
-def worker_config(queue: str, **kwargs: str) -> dict[str, dict[str, str]]:
-    return {
-        "sdk": {
-            "coordinators": json.dumps({"docker": {"classpath": COORDINATOR, "kwargs": kwargs}}),
-            "queue_to_coordinator": json.dumps({queue: "docker"}),
-        }
-    }
 
 
 def managed_containers() -> list[str]:
@@ -75,8 +65,8 @@ def run(per_queue: int, concurrency: int, deadline: float) -> dict:
     stack = AirflowStack(tmp / "home", DAGS, db_url=pg_database("airflow_celery_load"), config=config)
     try:
         with stack:
-            stack.start_worker("small", "small", worker_config("small", memory="256m"), concurrency=concurrency)
-            stack.start_worker("isolated", "isolated", worker_config("isolated", network_mode="none"), concurrency=concurrency)
+            stack.start_worker("small", "small", coordinator_entry("small", memory="256m"), concurrency=concurrency)
+            stack.start_worker("isolated", "isolated", coordinator_entry("isolated", network_mode="none"), concurrency=concurrency)
             stack.wait_for_dags(["celery_load"])
             triggered = time.time()
             run_id = stack.trigger("celery_load", conf={"per_queue": per_queue})

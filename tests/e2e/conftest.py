@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import PG_URL, REPO, AirflowStack
+from tests.support.stack import COORDINATOR, PG_URL, REPO, AirflowStack
 
 E2E_DAGS = Path(__file__).parent / "dags"
 EXAMPLE_DAGS = REPO / "examples" / "dags"
-COORDINATOR = "airflow_docker_runtime.coordinator.DockerCoordinator"
 NO_DAEMON_SOCKET = "unix:///tmp/adr-e2e-no-daemon.sock"
 
 

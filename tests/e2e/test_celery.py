@@ -3,7 +3,6 @@ workers with differently configured coordinator entries, worker warm shutdown an
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,8 +10,8 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import COORDINATOR, postgres_answers, require
-from tests.support.stack import AirflowStack, celery_settings, pg_database, wait_for
+from tests.e2e.conftest import postgres_answers, require
+from tests.support.stack import AirflowStack, celery_settings, coordinator_entry, pg_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -26,16 +25,6 @@ HEARTBEAT_TIMEOUT = 20
 def redis_answers() -> bool:
     result = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(REDIS_DB), "ping"], capture_output=True, text=True)
     return result.stdout.strip() == "PONG"
-
-
-def worker_config(queue: str, **entry_kwargs: str) -> dict[str, dict[str, str]]:
-    """This worker's own coordinator entry ``docker`` (with ``entry_kwargs``) serving ``queue``."""
-    return {
-        "sdk": {
-            "coordinators": json.dumps({"docker": {"classpath": COORDINATOR, "kwargs": entry_kwargs}}),
-            "queue_to_coordinator": json.dumps({queue: "docker"}),
-        }
-    }
 
 
 def containers_of(docker_client, dag_id: str) -> list[dict]:
@@ -53,8 +42,8 @@ def celery_stack(tmp_path_factory, docker_client):
     config["scheduler"] = {"task_instance_heartbeat_timeout": str(HEARTBEAT_TIMEOUT)}
     stack = AirflowStack(tmp / "home", CELERY_DAGS, db_url=pg_database("airflow_celery"), config=config)
     with stack:
-        stack.start_worker("small", "small", worker_config("small", memory="256m"))
-        stack.start_worker("isolated", "isolated", worker_config("isolated", network_mode="none"))
+        stack.start_worker("small", "small", coordinator_entry("small", memory="256m"))
+        stack.start_worker("isolated", "isolated", coordinator_entry("isolated", network_mode="none"))
         stack.wait_for_dags(["celery_routing", "celery_sleep", "celery_load"])
         yield stack
 
@@ -93,7 +82,7 @@ def wait_for_running_container(docker_client, dag_id: str, timeout: float = 180)
 
 
 def test_warm_shutdown_lets_the_running_container_finish(celery_stack, docker_client):
-    worker = celery_stack.start_worker("lifecycle", "lifecycle", worker_config("lifecycle"))
+    worker = celery_stack.start_worker("lifecycle", "lifecycle", coordinator_entry("lifecycle"))
     run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 8})
     wait_for_running_container(docker_client, "celery_sleep")
 
@@ -110,7 +99,7 @@ def test_sigterm_to_every_worker_process_runs_on_kill_in_the_container_and_lets_
     """systemd's default stop (SIGTERM to the whole control group), as natively: the supervisor forwards
     SIGTERM into the container, Airflow calls the operator's on_kill there, and Celery's warm shutdown
     waits for the try. (A service manager's later SIGKILL is the lifeline's case, below.)"""
-    worker = celery_stack.start_worker("systemd", "lifecycle", worker_config("lifecycle"))
+    worker = celery_stack.start_worker("systemd", "lifecycle", coordinator_entry("lifecycle"))
     run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 10})
     container = wait_for_running_container(docker_client, "celery_sleep")
     wait_for(lambda: "sleeping 10" in celery_stack.task_log("celery_sleep", run_id, "sleep"), timeout=60,
@@ -126,7 +115,7 @@ def test_sigterm_to_every_worker_process_runs_on_kill_in_the_container_and_lets_
 
 
 def test_sigkilled_worker_leaves_no_running_container_and_a_restarted_worker_removes_the_rest(celery_stack, docker_client):
-    worker = celery_stack.start_worker("crash", "lifecycle", worker_config("lifecycle"))
+    worker = celery_stack.start_worker("crash", "lifecycle", coordinator_entry("lifecycle"))
     run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 600})
     container = wait_for_running_container(docker_client, "celery_sleep")
     assert container["Labels"]["airflow-docker-runtime.worker"] == subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
@@ -147,7 +136,7 @@ def test_sigkilled_worker_leaves_no_running_container_and_a_restarted_worker_rem
     # A worker started on this host removes the stopped orphan when it is ready, before any task arrives.
     celery_stack.start_worker(
         "restarted", "lifecycle",
-        {**worker_config("lifecycle"), "celery": {"celery_config_options": "airflow_docker_runtime.integrations.celery.CELERY_CONFIG"}},
+        {**coordinator_entry("lifecycle"), "celery": {"celery_config_options": "airflow_docker_runtime.integrations.celery.CELERY_CONFIG"}},
     )
     wait_for(lambda: containers_of(docker_client, "celery_sleep") == [], timeout=60, what="the restarted worker to remove the orphan")
     assert "removed orphaned container" in celery_stack.worker_log("restarted")

@@ -6,6 +6,7 @@ deadline; every process is stopped on exit.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,19 @@ def pg_database(name: str) -> str:
         finally:
             admin.close()
     return PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+COORDINATOR = "airflow_docker_runtime.coordinator.DockerCoordinator"
+
+
+def coordinator_entry(queue: str, **kwargs: str) -> dict[str, dict[str, str]]:
+    """``[sdk]`` settings routing ``queue`` to one ``DockerCoordinator`` entry with ``kwargs`` (one worker's own)."""
+    return {
+        "sdk": {
+            "coordinators": json.dumps({"docker": {"classpath": COORDINATOR, "kwargs": kwargs}}),
+            "queue_to_coordinator": json.dumps({queue: "docker"}),
+        }
+    }
 
 
 def celery_settings(redis_db: int, database: str) -> dict[str, dict[str, str]]:

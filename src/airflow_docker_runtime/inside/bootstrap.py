@@ -21,11 +21,17 @@ import threading
 HANDSHAKE = b"airflow-docker-runtime/1"
 
 
-def receive_channels(path):
-    """Connect to ``path`` and receive (control, requests, stdout, stderr, logs_fd)."""
+def connect(path):
+    """The control connection to the supervisor's socket at ``path``, handshake sent."""
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     control.connect(path)
     control.sendall(HANDSHAKE)
+    return control
+
+
+def receive_channels(path):
+    """Connect to ``path`` and receive (control, requests, stdout, stderr, logs_fd)."""
+    control = connect(path)
     message, fds, _flags, _addr = socket.recv_fds(control, 64, 4)
     if message != HANDSHAKE or len(fds) != 4:
         raise SystemExit(f"airflow-docker-runtime: bad handshake from the supervisor ({message!r}, {len(fds)} fds)")
@@ -134,10 +140,7 @@ def serve(control, kind):
 def main():
     path, kind = sys.argv[1], sys.argv[2]
     if kind.startswith("serve-"):
-        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        control.connect(path)
-        control.sendall(HANDSHAKE)
-        serve(control, kind[len("serve-"):])
+        serve(connect(path), kind[len("serve-"):])
     control, requests, stdout, stderr, logs_fd = receive_channels(path)
     watch_lifeline(control)
     become_child(requests, stdout, stderr, logs_fd, kind)
