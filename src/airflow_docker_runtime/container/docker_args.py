@@ -68,7 +68,7 @@ class LaunchRequest:
 def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``docker.DockerClient().containers.create`` that realise ``spec``."""
     mounts = [
-        Mount(RUN_DIR_IN_CONTAINER, str(request.run_dir), type="bind", read_only=False),
+        Mount(RUN_DIR_IN_CONTAINER, str(request.run_dir), type="bind", read_only=True),  # connectable, not writable
         Mount(BOOTSTRAP_DIR_IN_CONTAINER, str(request.bootstrap_dir), type="bind", read_only=True),
     ]
     mounts += [Mount(path, path, type="bind", read_only=True) for path in request.bundle_paths]
