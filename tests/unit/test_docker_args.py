@@ -48,11 +48,11 @@ def test_minimal_spec(request_):
         assert absent not in kwargs
 
 
-def test_run_dir_rw_and_bootstrap_ro(request_):
+def test_run_dir_and_bootstrap_are_read_only(request_):
     mounts = mounts_by_target(create_kwargs(make_spec(), request_, host_env={}))
     assert set(mounts) == {RUN_DIR_IN_CONTAINER, BOOTSTRAP_DIR_IN_CONTAINER}
     run, bootstrap = mounts[RUN_DIR_IN_CONTAINER], mounts[BOOTSTRAP_DIR_IN_CONTAINER]
-    assert (run["Type"], run["Source"], run["ReadOnly"]) == ("bind", str(request_.run_dir), False)
+    assert (run["Type"], run["Source"], run["ReadOnly"]) == ("bind", str(request_.run_dir), True)
     assert (bootstrap["Type"], bootstrap["Source"], bootstrap["ReadOnly"]) == ("bind", str(request_.bootstrap_dir), True)
 
 
