@@ -63,6 +63,8 @@ class LaunchRequest:
     environment: Mapping[str, str] = field(default_factory=dict)
     """Runtime-provided variables (bundle config, forwarded settings); the spec's own env wins over none of
     these -- they are what makes the container work."""
+    image_user: str | None = None
+    """The image's configured user (``Config.User`` of ``docker inspect``); None when unknown or unset."""
 
 
 def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[str, str]) -> dict[str, Any]:
