@@ -31,7 +31,7 @@ FEATURE_FLAGS: dict[str, str] = {
     "task": "task_execution_runtime",
     "parse": "scheduler_dag_parsing_runtime",
 }
-PROCESS_OPTIONS = ("gc_on_start",)
+PROCESS_OPTIONS = ("gc_on_start", "warm_pool_max_containers", "warm_pool_max_memory", "warm_pool_idle_timeout")
 """Options of ``[docker_runtime]`` that configure the worker or DAG processor, not a container."""
 POLICY_SECTION = "docker_runtime_policy"
 

@@ -165,8 +165,16 @@ class RuntimeOptions(BaseModel):
     labels: dict[str, str] | None = Field(None, description="Labels put on the container.")
     fork_server: bool | None = Field(
         None,
-        description="DAG parsing only: parse the files of one runtime spec in children forked by one long-lived "
-        "container that imported Airflow once, instead of one container per file (ADR 0007).",
+        description="Parse DAG files (default: True for parsing) or run task tries (default: False; set it per "
+        "queue in the coordinator's kwargs) in children forked by one long-lived container per runtime spec "
+        "that imported Airflow once, instead of one container per parse or try (ADR 0007).",
+    )
+    warm_pool_size: int | None = Field(
+        None,
+        ge=0,
+        description="Tasks only: how many started, preloaded containers the host's warm pool may keep ready for "
+        "one runtime spec (it grows to this as tries miss). 0 turns the pool off: every try starts its own "
+        "container cold (ADR 0009).",
     )
 
     @field_validator("image")
@@ -244,6 +252,7 @@ OPERATOR_ONLY_KEYS = frozenset(
         "container_repository",
         "container_tag",
         "fork_server",
+        "warm_pool_size",
     }
 )
 """Keys that only ``airflow.cfg`` (trusted, the operator's) may set; a sidecar setting one is an error."""
@@ -297,6 +306,7 @@ DEFAULTS: dict[str, Any] = {
     "python": "python",
     "connect_timeout": 60.0,
     "fork_server": False,
+    "warm_pool_size": 4,
 }
 """Built-in defaults (the AIP's where it gives one). ``airflow.cfg`` overrides them."""
 
@@ -332,6 +342,7 @@ class RuntimeSpec(BaseModel):
     cgroup_mount_path: str
     docker_cgroup_subpath: str
     fork_server: bool = False
+    warm_pool_size: int = 0
 
     def limits_summary(self) -> str:
         """One line for the task log: the limits Docker will enforce."""
