@@ -24,6 +24,9 @@ CLEAN_PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BASE_IMAGE="adr-test/base:latest"
 HASH_LABEL="adr.inputs-hash"
 TESTDEP_SRC="${REPO_ROOT}/tests/images/testdep"
+STDLIB_DIR="/usr/lib/python3.11"                          # bookworm's python3
+# What a task child and a parse child import at start (checked to load from bytecode only).
+CHILD_IMPORTS="import airflow.sdk.execution_time.supervisor, airflow.sdk.execution_time.task_runner, airflow.dag_processing.processor"
 AIRFLOW_DISTS=(apache-airflow-core apache-airflow-task-sdk apache-airflow-providers-standard)
 
 log() { echo "build-images: $*" >&2; }
@@ -256,9 +259,31 @@ build_base() {
     in_chroot "${VENV_DIR}/bin/python" -c 'import airflow.sdk, airflow.providers.standard' \
         || die "Airflow does not import inside the chroot"
 
+    # Bytecode for everything the container's Python can import (the venv, the standard library, Debian's
+    # dist-packages), written now, as root: a container never compiles a module at start. pip and Debian's
+    # py3compile already write most of it; this makes it complete and explicit, because a container that
+    # finds a missing or stale .pyc compiles the module in memory at every start and, running as a
+    # non-root user, cannot write __pycache__ to keep it. Timestamp mode (pip's and Debian's), forced so a
+    # SOURCE_DATE_EPOCH in the environment cannot switch it to checked-hash (which reads every source).
+    log "compiling bytecode (venv, standard library)"
+    in_chroot "${VENV_DIR}/bin/python" -m compileall -q -j 0 --invalidation-mode timestamp \
+        "${VENV_DIR}/lib" "${STDLIB_DIR}" /usr/lib/python3/dist-packages >"${CACHE_DIR}/compileall.log" 2>&1 \
+        || { tail -n 40 "${CACHE_DIR}/compileall.log" >&2; die "compileall inside the chroot failed"; }
+
     # Like the official apache/airflow images: user airflow, uid 50000, primary group root (gid 0).
     in_chroot /usr/sbin/useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home \
         --shell /bin/bash airflow
+
+    # Check it as that user: what a task child and a parse child import must all come from .pyc files
+    # (`python -v` says "code object from '<file>.py'" for a module compiled from source).
+    local compiled verbose="${CACHE_DIR}/import-verbose.log"
+    env -i PATH="${CLEAN_PATH}" HOME=/home/airflow LANG=C.UTF-8 AIRFLOW_HOME=/tmp/adr-pyc-check \
+        /usr/sbin/chroot --userspec=50000:0 "${ROOT}" "${VENV_DIR}/bin/python" -v -c "${CHILD_IMPORTS}" \
+        >"${verbose}" 2>&1 || { tail -n 20 "${verbose}" >&2; die "the child imports fail as uid 50000"; }
+    rm -rf "${ROOT}/tmp/adr-pyc-check"
+    compiled="$(grep -E "^# code object from '.*\.py'$" "${verbose}" || true)"
+    [[ -z "${compiled}" ]] || die "modules compiled from source at import (no valid .pyc): ${compiled}"
+    grep -q "^# code object from '.*\.pyc'$" "${verbose}" || die "python -v output not understood (${verbose})"
 
     # Keep it small and free of host details.
     rm -f "${ROOT}/tmp/host-ca-bundle.crt" "${ROOT}/tmp/requirements.txt" "${ROOT}/tmp/constraints.txt"
@@ -311,7 +336,7 @@ PY
     cat >"${ctx}/Dockerfile" <<EOF
 FROM ${BASE_IMAGE}
 COPY ${wheel} /tmp/${wheel}
-RUN pip install --no-index --no-deps --no-cache-dir --disable-pip-version-check /tmp/${wheel} \\
+RUN pip install --compile --no-index --no-deps --no-cache-dir --disable-pip-version-check /tmp/${wheel} \\
  && rm -f /tmp/${wheel} \\
  && python -c "import adr_testdep, sys; assert adr_testdep.version() == '${version}', adr_testdep.version()"
 LABEL ${HASH_LABEL}=${hash}
