@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+MAX_EXCERPT = 40
+"""Longest piece of a bad value (or key) an error message repeats: a hostile file must not fill logs."""
+
+
+def excerpt(value: Any, limit: int = MAX_EXCERPT) -> str:
+    """``repr`` of a string, number or boolean, cut to ``limit`` characters; only the type name of anything else.
+
+    Never calls ``str()`` on a container: a YAML mapping or list may be huge.
+    """
+    if not isinstance(value, (str, int, float, bool)):
+        return f"a {type(value).__name__}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return "a number too large to show"  # repr() of a 5000-digit int raises
+    text = repr(value[: limit + 1]) if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
 
 class DockerRuntimeError(Exception):
     """Base class of every error raised by airflow-docker-runtime."""
@@ -17,9 +35,9 @@ class RuntimeSpecError(DockerRuntimeError, ValueError):
 
     def __init__(self, source: str, key: str, message: str) -> None:
         self.source = source
-        self.key = key
+        self.key = key if len(key) <= 2 * MAX_EXCERPT else f"{key[: 2 * MAX_EXCERPT - 3]}..."
         self.message = message
-        super().__init__(f"{source}: key '{key}': {message}")
+        super().__init__(f"{source}: key '{self.key}': {message}")
 
 
 class PolicyViolation(RuntimeSpecError):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
-from airflow_docker_runtime.errors import RuntimeSpecError
+from airflow_docker_runtime.errors import RuntimeSpecError, excerpt
 from airflow_docker_runtime.spec import OPERATOR_ONLY_KEYS, RuntimeOptions
 
 Purpose = Literal["task", "parse"]
@@ -38,6 +38,8 @@ POLICY_SECTION = "docker_runtime_policy"
 SIDECAR_SUFFIX = ".metadata.yaml"
 MAX_YAML_BYTES = 64 * 1024
 """Sidecars and the volume file are small; a larger file is refused before it is parsed."""
+MAX_YAML_DEPTH = 8
+"""Deepest nesting a settings file needs is 5 (tasks.<id>.docker_runtime.volumes.[n]); more is refused."""
 
 ConfigReader = Callable[[str], Mapping[str, str] | None]
 """Returns one ``airflow.cfg`` section as a mapping (``None`` when absent)."""
@@ -130,8 +132,85 @@ def gc_on_start(read: ConfigReader = airflow_config_reader) -> bool:
     return value in ("true", "1", "yes")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """
+    YAML's safe loader without what a small settings file never needs and an attacker would use.
+
+    Refused, naming the key: anchors and aliases (a few hundred bytes of aliases expand into gigabytes),
+    explicit tags (``!!binary``, ``!!set``, ``!!python/...``), nesting deeper than :data:`MAX_YAML_DEPTH`
+    (the composer recurses), duplicate keys (YAML would silently keep the last), and keys that are not
+    plain values. Dates stay strings and ``<<`` is an ordinary key: no implicit timestamps or merges.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:merge")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream: str, source: str) -> None:
+        super().__init__(stream)
+        self.source = source
+        self.path: list[str] = []
+
+    def _refuse(self, mark: Any, message: str) -> RuntimeSpecError:
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        key = ".".join(part for part in self.path if part).replace(".[", "[")
+        return RuntimeSpecError(self.source, key or "<top level>", f"{message}{where}")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(index, yaml.ScalarNode):
+            self.path.append(str(index.value))
+        elif isinstance(index, int):
+            self.path.append(f"[{index}]")
+        else:
+            self.path.append("")  # a key, or the document: named by its parent's path
+        try:
+            if len(self.path) > MAX_YAML_DEPTH + 1:
+                raise self._refuse(event.start_mark, f"nested deeper than {MAX_YAML_DEPTH} levels")
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise self._refuse(event.start_mark, "YAML anchors and aliases (&name, *name) are not allowed")
+            implicit = getattr(event, "implicit", False)
+            if getattr(event, "tag", None) is not None and not (implicit[0] if isinstance(implicit, tuple) else implicit):
+                raise self._refuse(event.start_mark, "explicit YAML tags (!!type) are not allowed")
+            node = super().compose_node(parent, index)
+            if isinstance(node, yaml.MappingNode):
+                self._check_keys(node)
+            return node
+        finally:
+            self.path.pop()
+
+    def _check_keys(self, node: yaml.MappingNode) -> None:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise self._refuse(key.start_mark, "a key must be a plain value, not a list or mapping")
+            if key.value in seen:
+                self.path.append(key.value)
+                raise self._refuse(key.start_mark, f"duplicate key {excerpt(key.value)}")
+            seen.add(key.value)
+
+
+def load_yaml_text(text: str, source: str) -> Any:
+    """Parse one small YAML document with :class:`_StrictLoader`; every error names ``source``."""
+    loader = _StrictLoader(text, source)
+    try:
+        return loader.get_single_data()
+    except RuntimeSpecError:
+        raise
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise RuntimeSpecError(source, "<file>", f"invalid YAML{where}: {excerpt(problem, 80)}") from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise RuntimeSpecError(source, "<file>", f"invalid value: {excerpt(str(exc), 80)}") from None
+    finally:
+        loader.dispose()
+
+
 def read_yaml_file(path: Path) -> Any:
-    """Read a small YAML file with the safe loader; errors name the file."""
+    """Read a small YAML file with the strict loader; errors name the file."""
     source = str(path)
     try:
         if not path.is_file():  # follows symlinks: a FIFO or /dev/zero is refused, not read forever
@@ -145,13 +224,7 @@ def read_yaml_file(path: Path) -> Any:
         raise
     except (OSError, UnicodeDecodeError) as exc:
         raise RuntimeSpecError(source, "<file>", f"cannot read: {exc.__class__.__name__}: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise RuntimeSpecError(source, "<file>", f"invalid YAML{where}: {problem}") from None
+    return load_yaml_text(text, source)
 
 
 def volume_file_layer(path: str) -> tuple[str, RuntimeOptions]:
@@ -191,17 +264,29 @@ class Sidecar:
         return layers
 
 
-def load_sidecar(dag_file: Path) -> Sidecar | None:
-    """Load the sidecar beside ``dag_file``; ``None`` when there is none (global settings apply)."""
+def load_sidecar(dag_file: Path, root: Path | None = None) -> Sidecar | None:
+    """
+    Load the sidecar beside ``dag_file``; ``None`` when there is none (global settings apply).
+
+    The sidecar, symlinks resolved, must lie inside ``root`` (the DAG folder or bundle; default: the DAG
+    file's directory): a link to a file elsewhere on the host is refused, not read.
+    """
     path = sidecar_path(dag_file)
     if not path.exists() and not path.is_symlink():
         return None
+    folder = (root or dag_file.parent).resolve()
+    if not path.resolve().is_relative_to(folder):
+        raise RuntimeSpecError(str(path), "<file>", f"resolves outside the DAG folder {folder}; a sidecar must live in it")
+    return parse_sidecar(read_yaml_file(path), path)
+
+
+def parse_sidecar(data: Any, path: Path) -> Sidecar:
+    """Validate the parsed content of a sidecar (``data``) read from ``path``."""
     source = str(path)
-    data = read_yaml_file(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise RuntimeSpecError(source, "<top level>", "expected a mapping with a 'docker_runtime:' key")
+        raise RuntimeSpecError(source, "<top level>", f"expected a mapping with a 'docker_runtime:' key, got {excerpt(data)}")
     unknown = set(data) - {"docker_runtime", "tasks"}
     if unknown:
         raise RuntimeSpecError(source, str(sorted(unknown, key=str)[0]), "unknown key; expected 'docker_runtime' or 'tasks'")
@@ -213,6 +298,8 @@ def load_sidecar(dag_file: Path) -> Sidecar | None:
         raise RuntimeSpecError(source, "tasks", "expected a mapping of task_id to {docker_runtime: {...}}")
     tasks = {}
     for task_id, override in tasks_data.items():
+        if not isinstance(task_id, (str, int)) or isinstance(task_id, bool):
+            raise RuntimeSpecError(source, f"tasks.{excerpt(task_id)}", "a task id must be a string")
         prefix = f"tasks.{task_id}."
         if not isinstance(override, dict) or set(override) - {"docker_runtime"}:
             raise RuntimeSpecError(source, prefix.rstrip("."), "expected a mapping with only a 'docker_runtime:' key")

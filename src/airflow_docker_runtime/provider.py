@@ -21,8 +21,21 @@ POLICY_DESCRIPTIONS = {
     "allow_unlimited_resources": "Let a sidecar set limit_resource: false.",
     "allowed_host_paths": "Comma-separated host directories a sidecar may bind-mount (checked after resolving symlinks). Empty: none.",
     "allowed_registries": "Comma-separated image prefixes a sidecar may use (e.g. registry.example.com/team). Empty: any.",
-    "max_memory": "Largest memory limit a sidecar may request, e.g. 4g. Empty: no cap.",
-    "max_cpus": "Largest cpus a sidecar may request. Empty: no cap.",
+    "allow_gpus": "Let a sidecar request gpus the operator did not set.",
+    "allow_extra_hosts": "Let a sidecar add extra_hosts entries the operator did not set.",
+    "allow_keep_containers": "Let a sidecar set remove_container_after_exit: false.",
+    "allowed_volumes": "Comma-separated names of existing Docker volumes a sidecar may mount. Empty: none.",
+    "allowed_network_modes": "Comma-separated network modes or network names a sidecar may choose besides none and the operator's. Empty: none.",
+    "allowed_users": "Comma-separated users (as written: name, uid or uid:gid; root or 0 for root) a sidecar may run as besides the operator's. Empty: none.",
+    "allowed_label_prefixes": "Comma-separated label prefixes a sidecar's labels must start with (e.g. com.example.). Empty: no sidecar labels.",
+    "allowed_runtimes": "Comma-separated OCI runtimes (e.g. runsc) a sidecar may choose besides the operator's. Empty: none.",
+    "allowed_pythons": "Comma-separated python values a sidecar may choose besides the operator's. Empty: none.",
+    "max_memory": "Largest memory limit a sidecar may request, e.g. 4g. Empty: the operator's memory.",
+    "max_cpus": "Largest cpus a sidecar may request. Empty: the operator's cpus.",
+    "max_pids": "Largest pids_limit a sidecar may request. Empty: the operator's pids_limit.",
+    "max_shm_size": "Largest shm_size a sidecar may request. Empty: the operator's shm_size (Docker's 64m when unset).",
+    "max_stop_timeout": "Largest stop_timeout a sidecar may request, in seconds. Empty: the operator's stop_timeout.",
+    "max_connect_timeout": "Largest connect_timeout a sidecar may request, in seconds. Empty: the operator's connect_timeout.",
 }
 
 

@@ -34,7 +34,7 @@ from airflow_docker_runtime.layers import (
     load_sidecar,
     volume_file_layer,
 )
-from airflow_docker_runtime.policy import SidecarPolicy, check_host_environment
+from airflow_docker_runtime.policy import SidecarPolicy, check_any_layer, check_host_environment
 from airflow_docker_runtime.spec import DEFAULTS, RuntimeOptions, RuntimeSpec, merge_layers
 
 ImageHook = Callable[[str], str]
@@ -95,10 +95,12 @@ def resolve(
     coordinator_name: str | None = None,
     read_config: ConfigReader = airflow_config_reader,
     image_hook: ImageHook | None | type[Ellipsis] = ...,
+    root: Path | None = None,
 ) -> Resolution:
     """
     Resolve the runtime spec for parsing ``dag_file`` or for running ``task_id`` of it.
 
+    ``root`` is the DAG folder or bundle the sidecar must lie in (default: the DAG file's directory).
     Raises :class:`~airflow_docker_runtime.errors.RuntimeSpecError` naming the file (or section) and key.
     """
     dag_file = Path(dag_file)
@@ -107,12 +109,16 @@ def resolve(
     if volume_file := operator_values.get("volume_mount_yaml"):
         layers.append(volume_file_layer(volume_file))
 
-    sidecar: Sidecar | None = load_sidecar(dag_file)
+    for source, layer in layers:
+        check_any_layer(source, "", layer)
+    sidecar: Sidecar | None = load_sidecar(dag_file, root)
     if sidecar is not None:
         policy = SidecarPolicy.from_section(read_config(POLICY_SECTION))
         for source, layer in sidecar.layers(task_id if purpose == "task" else None):
             prefix = source.partition(f"{sidecar.path} ")[2]
-            policy.check_sidecar(str(sidecar.path), f"{prefix}.docker_runtime." if prefix else "docker_runtime.", layer)
+            prefix = f"{prefix}.docker_runtime." if prefix else "docker_runtime."
+            check_any_layer(str(sidecar.path), prefix, layer)
+            policy.check_sidecar(str(sidecar.path), prefix, layer, operator_values)
             layers.append((source, layer))
 
     values, sources = merge_layers(layers)

@@ -12,31 +12,74 @@ Two models live here:
 
 from __future__ import annotations
 
+import ipaddress
+import posixpath
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from airflow_docker_runtime.errors import excerpt
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
+MAX_SIZE = 2**50
+"""A petabyte: larger sizes are typos, and Docker's int64 fields must never overflow."""
+
+
 def parse_size(value: Any) -> int:
     """Parse a Docker-style size (``256m``, ``2g``, ``1.5GiB``, ``1048576``) into bytes."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size like 512m or 2g, got a boolean")
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected a size like 512m or 2g, got {excerpt(value)}")
     if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("expected a positive size like 512m or 2g")
-        return value
-    match = _SIZE_RE.match(str(value))
-    if not match:
-        raise ValueError(f"expected a size like 512m or 2g, got {value!r}")
-    number, unit, _ = match.groups()
-    size = int(float(number) * _SIZE_FACTORS[unit.lower()])
-    if size <= 0:
-        raise ValueError(f"expected a positive size like 512m or 2g, got {value!r}")
+        size = value
+    else:
+        match = _SIZE_RE.match(value) if len(value) < 40 else None
+        if not match:
+            raise ValueError(f"expected a size like 512m or 2g, got {excerpt(value)}")
+        number, unit, _ = match.groups()
+        size = int(float(number) * _SIZE_FACTORS[unit.lower()])
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"expected a positive size like 512m or 2g (at most 1024t), got {excerpt(value)}")
     return size
+
+
+MIN_MEMORY = 6 * 1024**2
+"""Docker refuses a memory limit below 6 MiB."""
+
+
+def is_root_user(user: str | None) -> bool:
+    """True for ``root``, ``0``, ``0:<gid>`` and ``root:<group>``: the user part is what counts."""
+    return (user or "").partition(":")[0] in ("root", "0")
+
+
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
+IMAGE_REFERENCE_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+"""Docker's image reference grammar (distribution/reference): ``[domain[:port]/]path[:tag][@digest]``."""
+VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}")
+"""Docker's named-volume grammar; ``./data`` or ``~/x`` is neither a volume nor an absolute host path."""
+NETWORK_MODE_RE = re.compile(r"(?:container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+USER_RE = re.compile(r"(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10})(?::(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,10}))?")
+HOST_NAME_RE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9.-]{0,251}[a-zA-Z0-9])?")
+CAPABILITY_RE = re.compile(r"[A-Z][A-Z_]{1,30}")
+LABEL_KEY_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_./-]{0,254}")
+ENV_NAME_RE = re.compile(r"[^=\x00]{1,255}")
+PYTHON_RE = re.compile(r"[^\s\x00]{1,255}")
+
+
+def _check_text(value: Any, pattern: re.Pattern[str], what: str) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"expected {what}, got {excerpt(value)}")
+    return value
 
 
 def format_size(size: int | None) -> str:
@@ -64,16 +107,23 @@ class Volume(BaseModel):
 
     @field_validator("source")
     @classmethod
-    def _source_not_empty(cls, value: str) -> str:
+    def _source_is_path_or_volume(cls, value: str) -> str:
         if not value:
             raise ValueError("volume source is empty")
+        if value.startswith("/"):
+            return _normal_path(value, "volume source")
+        if not VOLUME_NAME_RE.fullmatch(value):
+            raise ValueError(f"volume source must be an absolute host path or a volume name, got {excerpt(value)}")
         return value
 
     @field_validator("target")
     @classmethod
     def _target_absolute(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError(f"volume target must be an absolute path, got {value!r}")
+            raise ValueError(f"volume target must be an absolute path, got {excerpt(value)}")
+        value = _normal_path(value, "volume target")
+        if value == "/":
+            raise ValueError("volume target must not be the container's root directory")
         return value
 
     @classmethod
@@ -84,19 +134,32 @@ class Volume(BaseModel):
         if isinstance(value, dict):
             return cls.model_validate(value)
         if not isinstance(value, str):
-            raise ValueError(f"expected 'source:target[:ro]' or a mapping, got {type(value).__name__}")
+            raise ValueError(f"expected 'source:target[:ro]' or a mapping, got {excerpt(value)}")
         parts = value.split(":")
         if len(parts) == 2:
             return cls(source=parts[0], target=parts[1])
         if len(parts) == 3 and parts[2] in ("ro", "rw"):
             return cls(source=parts[0], target=parts[1], read_only=parts[2] == "ro")
-        raise ValueError(f"expected 'source:target' or 'source:target:ro|rw', got {value!r}")
+        raise ValueError(f"expected 'source:target' or 'source:target:ro|rw', got {excerpt(value)}")
 
     def __str__(self) -> str:
         return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
 
 
+def _normal_path(value: str, what: str) -> str:
+    if "\x00" in value or len(value) > 4096:
+        raise ValueError(f"{what} is not a valid path")
+    normal = posixpath.normpath(value)
+    if normal.startswith("//"):  # POSIX keeps a leading double slash; Docker does not
+        normal = "/" + normal.lstrip("/")
+    if normal != value.rstrip("/") and value != "/":
+        raise ValueError(f"{what} must be a normalised path (no '..', '.' or '//'), got {excerpt(value)}")
+    return normal
+
+
 PullPolicy = Literal["never", "missing", "always"]
+PULL_POLICY_ORDER = ("never", "missing", "always")
+"""From fewest pulls to most: a sidecar may move left of the operator's choice, not right."""
 
 
 def _split_list(value: Any) -> Any:
@@ -107,12 +170,14 @@ def _split_list(value: Any) -> Any:
 
 def _split_mapping(value: Any) -> Any:
     """``a=1,b=2`` from a config string into a mapping (``extra_hosts`` too: ``host=ip``)."""
+    if value is not None and not isinstance(value, (str, dict)):
+        raise ValueError(f"expected a mapping, got {excerpt(value)}")
     if isinstance(value, str):
         result = {}
         for item in _split_list(value):
             key, sep, val = item.partition("=")
             if not sep:
-                raise ValueError(f"expected 'name=value' pairs separated by commas, got {item!r}")
+                raise ValueError(f"expected 'name=value' pairs separated by commas, got {excerpt(item)}")
             result[key.strip()] = val.strip()
         return result
     return value
@@ -137,7 +202,7 @@ class RuntimeOptions(BaseModel):
     )
     socket_path: str | None = Field(None, description="Docker daemon URL the worker/processor talks to.")
     mount_docker_socket: bool | None = Field(None, description="Bind-mount the daemon socket into the container.")
-    stop_timeout: int | None = Field(None, ge=0, description="Seconds between SIGTERM and SIGKILL on stop.")
+    stop_timeout: int | None = Field(None, ge=0, le=3600, description="Seconds between SIGTERM and SIGKILL on stop.")
     volume_mount_yaml: str | None = Field(None, description="Path of a YAML file listing volumes (operator only).")
     volumes: tuple[Volume, ...] | None = Field(None, description="Mounts: 'src:dst[:ro]' or long form.")
     network_mode: str | None = Field(None, description="Docker network mode (bridge, none, host, <network>).")
@@ -150,16 +215,27 @@ class RuntimeOptions(BaseModel):
     )
     cgroup_mount_path: str | None = Field(None, description="Host cgroup mount, read for memory statistics.")
     docker_cgroup_subpath: str | None = Field(None, description="Docker's cgroup parent under the mount.")
-    run_as_user: str | None = Field(None, description="User (name or uid[:gid]) the container runs as.")
+    run_as_user: str | None = Field(
+        None, description="User (name or uid[:gid]) the container runs as; default: the image's if not root, else 50000:50000."
+    )
     memory: int | None = Field(None, description="Memory limit, e.g. 256m or 2g.")
-    cpus: float | None = Field(None, gt=0, description="CPU limit in cores, e.g. 0.5.")
-    pids_limit: int | None = Field(None, gt=0, description="Maximum number of processes in the container.")
+    cpus: float | None = Field(None, gt=0, le=1024, allow_inf_nan=False, description="CPU limit in cores, e.g. 0.5.")
+    pids_limit: int | None = Field(None, gt=0, le=4194304, description="Maximum number of processes in the container.")
     shm_size: int | None = Field(None, description="Size of /dev/shm, e.g. 64m.")
+    cap_add: tuple[str, ...] | None = Field(
+        None, description="Linux capabilities added back after dropping all (operator only), e.g. NET_BIND_SERVICE."
+    )
+    no_new_privileges: bool | None = Field(None, description="Forbid gaining privileges through setuid binaries or file capabilities.")
+    read_only_rootfs: bool | None = Field(
+        None, description="Mount the image's filesystem read-only; /tmp (and AIRFLOW_HOME in it) is a tmpfs of tmpfs_size."
+    )
+    tmpfs_size: int | None = Field(None, description="Size of the /tmp tmpfs of a read-only root filesystem, e.g. 256m.")
+    runtime: str | None = Field(None, description="OCI runtime of the daemon to use, e.g. runsc (default: the daemon's).")
     gpus: str | None = Field(None, description="GPUs to request: 'all' or a count.")
     extra_hosts: dict[str, str] | None = Field(None, description="Extra /etc/hosts entries, host=ip.")
     python: str | None = Field(None, description="Python interpreter inside the image.")
     connect_timeout: float | None = Field(
-        None, gt=0, description="Seconds to wait for the container to connect back before failing."
+        None, gt=0, le=3600, allow_inf_nan=False, description="Seconds to wait for the container to connect back before failing."
     )
     environments: dict[str, str] | None = Field(None, description="Environment variables for the container.")
     labels: dict[str, str] | None = Field(None, description="Labels put on the container.")
@@ -179,17 +255,60 @@ class RuntimeOptions(BaseModel):
 
     @field_validator("image")
     @classmethod
-    def _image_not_empty(cls, value: str | None) -> str | None:
+    def _image_reference(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be empty")
+        if value is not None and (len(value) > 512 or not IMAGE_REFERENCE_RE.fullmatch(value)):
+            raise ValueError(f"not a valid image reference ([registry/]name[:tag][@digest]), got {excerpt(value)}")
         return value
 
-    @field_validator("memory", "shm_size", mode="before")
+    @field_validator("memory", "shm_size", "tmpfs_size", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
         return parse_size(value)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_minimum(cls, value: int | None) -> int | None:
+        if value is not None and value < MIN_MEMORY:
+            raise ValueError(f"Docker's smallest memory limit is 6m, got {format_size(value)}")
+        return value
+
+    @field_validator("network_mode")
+    @classmethod
+    def _network_mode(cls, value: Any) -> Any:
+        return _check_text(value, NETWORK_MODE_RE, "none, bridge, host, container:<name> or a network name")
+
+    @field_validator("run_as_user")
+    @classmethod
+    def _user(cls, value: Any) -> Any:
+        return _check_text(value, USER_RE, "a user name or uid, optionally ':group' or ':gid'")
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime(cls, value: Any) -> Any:
+        return _check_text(value, VOLUME_NAME_RE, "the name of a runtime configured on the Docker daemon")
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: Any) -> Any:
+        return _check_text(value, PYTHON_RE, "an executable name or path")
+
+    @field_validator("cap_add", mode="before")
+    @classmethod
+    def _capabilities(cls, value: Any) -> Any:
+        value = _split_list(value)
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list of capability names, got {excerpt(value)}")
+        names = []
+        for item in value:
+            name = item.upper().removeprefix("CAP_") if isinstance(item, str) else item
+            names.append(_check_text(name, CAPABILITY_RE, "a capability name such as NET_BIND_SERVICE"))
+        return tuple(names)
 
     @field_validator("volumes", mode="before")
     @classmethod
@@ -197,13 +316,20 @@ class RuntimeOptions(BaseModel):
         if value is None:
             return None
         if not isinstance(value, (list, tuple)):
-            raise ValueError("expected a list of volumes")
-        return tuple(Volume.parse(item) for item in value)
+            raise ValueError(f"expected a list of volumes, got {excerpt(value)}")
+        volumes = tuple(Volume.parse(item) for item in value)
+        targets = [v.target for v in volumes]
+        if len(set(targets)) != len(targets):
+            raise ValueError("two volumes have the same target")
+        return volumes
 
     @field_validator("environment_variables_from_host", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
-        return _split_list(value)
+        value = _split_list(value)
+        if isinstance(value, (list, tuple)):
+            return tuple(_check_text(name, ENV_NAME_RE, "an environment variable name") for name in value)
+        return value
 
     @field_validator("extra_hosts", "environments", "labels", mode="before")
     @classmethod
@@ -211,7 +337,37 @@ class RuntimeOptions(BaseModel):
         value = _split_mapping(value)
         if isinstance(value, dict):
             # YAML turns `KEY: 1` into an int; environment and labels are strings on the wire.
-            return {str(k): _scalar_to_str(v) for k, v in value.items()}
+            return {_scalar_to_str(k): _scalar_to_str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, text in (value or {}).items():
+            _check_text(name, ENV_NAME_RE, "an environment variable name (no '=')")
+            if "\x00" in text:
+                raise ValueError(f"{excerpt(name)}: a value must not contain a NUL character")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, text in (value or {}).items():
+            _check_text(name, LABEL_KEY_RE, "a label name such as team or com.example.team")
+            if "\x00" in text:
+                raise ValueError(f"{excerpt(name)}: a value must not contain a NUL character")
+        return value
+
+    @field_validator("extra_hosts")
+    @classmethod
+    def _hosts(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for host, address in (value or {}).items():
+            _check_text(host, HOST_NAME_RE, "a host name")
+            if address != "host-gateway":
+                try:
+                    ipaddress.ip_address(address)
+                except ValueError:
+                    raise ValueError(f"{excerpt(host)}: expected an IP address or host-gateway, got {excerpt(address)}") from None
         return value
 
     @field_validator("gpus", mode="before")
@@ -219,12 +375,14 @@ class RuntimeOptions(BaseModel):
     def _gpus(cls, value: Any) -> Any:
         if value is None or value == "":
             return None
-        text = str(value).strip().lower()
-        if text != "all" and not (text.isdigit() and int(text) > 0):
-            raise ValueError(f"expected 'all' or a positive count, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"expected 'all' or a positive count, got {excerpt(value)}")
+        text = value.strip().lower() if isinstance(value, str) else str(value)
+        if text != "all" and not (text.isdigit() and len(text) < 5 and 0 < int(text)):
+            raise ValueError(f"expected 'all' or a positive count, got {excerpt(value)}")
         return text
 
-    @field_validator("network_mode", "run_as_user", "container_repository", "container_tag", mode="before")
+    @field_validator("network_mode", "run_as_user", "container_repository", "container_tag", "runtime", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -235,10 +393,12 @@ class RuntimeOptions(BaseModel):
 
 
 def _scalar_to_str(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        raise ValueError(f"expected a string, number or boolean value, got {type(value).__name__}")
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"expected a string, number or boolean value, got {excerpt(value)}")
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and abs(value) >= 10**40:
+        raise ValueError(f"expected a string, number or boolean value, got {excerpt(value)}")
     return "" if value is None else str(value)
 
 
@@ -253,6 +413,7 @@ OPERATOR_ONLY_KEYS = frozenset(
         "container_tag",
         "fork_server",
         "warm_pool_size",
+        "cap_add",
     }
 )
 """Keys that only ``airflow.cfg`` (trusted, the operator's) may set; a sidecar setting one is an error."""
@@ -307,8 +468,16 @@ DEFAULTS: dict[str, Any] = {
     "connect_timeout": 60.0,
     "fork_server": False,
     "warm_pool_size": 4,
+    # The hardened profile (ADR 0008): what a container gets unless the operator loosens it.
+    "network_mode": "none",
+    "memory": 1024**3,
+    "cpus": 1.0,
+    "pids_limit": 512,
+    "no_new_privileges": True,
+    "read_only_rootfs": True,
+    "tmpfs_size": 256 * 1024**2,
 }
-"""Built-in defaults (the AIP's where it gives one). ``airflow.cfg`` overrides them."""
+"""Built-in defaults (the AIP's where it gives one, ADR 0008's hardened profile). ``airflow.cfg`` overrides them."""
 
 
 class RuntimeSpec(BaseModel):
@@ -343,6 +512,11 @@ class RuntimeSpec(BaseModel):
     docker_cgroup_subpath: str
     fork_server: bool = False
     warm_pool_size: int = 0
+    cap_add: tuple[str, ...] = ()
+    no_new_privileges: bool = True
+    read_only_rootfs: bool = True
+    tmpfs_size: int = 256 * 1024**2
+    runtime: str | None = None
 
     def limits_summary(self) -> str:
         """One line for the task log: the limits Docker will enforce."""

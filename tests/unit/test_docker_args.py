@@ -11,10 +11,12 @@ from docker.types import DeviceRequest, Mount
 
 from airflow_docker_runtime.container.docker_args import (
     BOOTSTRAP_DIR_IN_CONTAINER,
+    DEFAULT_USER,
     MANAGED_LABEL,
     RUN_DIR_IN_CONTAINER,
     LaunchRequest,
     container_name,
+    container_user,
     create_kwargs,
     forwarded_config,
 )
@@ -22,6 +24,7 @@ from airflow_docker_runtime.spec import Volume
 from tests.unit.factories import make_spec
 
 MIB = 1024**2
+GIB = 1024**3
 
 
 @pytest.fixture
@@ -43,9 +46,55 @@ def test_minimal_spec(request_):
     assert kwargs["detach"] is True
     assert kwargs["privileged"] is False
     assert kwargs["oom_kill_disable"] is False
-    for absent in ("network_mode", "user", "mem_limit", "memswap_limit", "nano_cpus", "pids_limit", "shm_size",
-                   "extra_hosts", "device_requests"):
+    for absent in ("shm_size", "extra_hosts", "device_requests", "cap_add", "runtime"):
         assert absent not in kwargs
+
+
+def test_the_defaults_are_the_hardened_profile(request_):
+    kwargs = create_kwargs(make_spec(), request_, host_env={})
+    assert kwargs["cap_drop"] == ["ALL"]
+    assert kwargs["security_opt"] == ["no-new-privileges:true"]
+    assert kwargs["user"] == DEFAULT_USER == "50000:50000"
+    assert kwargs["network_mode"] == "none"
+    assert (kwargs["mem_limit"], kwargs["memswap_limit"], kwargs["nano_cpus"], kwargs["pids_limit"]) == (GIB, GIB, 10**9, 512)
+    assert kwargs["read_only"] is True
+    assert kwargs["tmpfs"] == {"/tmp": f"rw,nosuid,nodev,size={256 * MIB}"}
+    assert not any("seccomp" in option for option in kwargs["security_opt"])  # Docker's default profile applies
+
+
+@pytest.mark.parametrize(
+    ("run_as_user", "image_user", "user"),
+    [
+        (None, None, DEFAULT_USER),
+        (None, "", DEFAULT_USER),
+        (None, "root", DEFAULT_USER),
+        (None, "0", DEFAULT_USER),
+        (None, "0:0", DEFAULT_USER),
+        (None, "airflow", DEFAULT_USER),  # a name may be uid 0 in the image's /etc/passwd
+        (None, "50000", "50000"),
+        (None, "1000:1000", "1000:1000"),
+        ("1234:5", "root", "1234:5"),
+        ("root", "1000", "root"),  # the operator's (or an allowed) choice
+    ],
+)
+def test_the_user_is_never_root_unless_chosen(run_as_user, image_user, user):
+    assert container_user(make_spec(run_as_user=run_as_user), image_user) == user
+
+
+def test_the_operator_loosens_the_profile(request_):
+    spec = make_spec(cap_add=("NET_BIND_SERVICE",), no_new_privileges=False, read_only_rootfs=False, runtime="runsc",
+                     network_mode=None, memory=None, cpus=None, pids_limit=None)
+    kwargs = create_kwargs(spec, request_, host_env={})
+    assert (kwargs["cap_drop"], kwargs["cap_add"], kwargs["runtime"], kwargs["read_only"]) == (["ALL"], ["NET_BIND_SERVICE"], "runsc", False)
+    for absent in ("security_opt", "tmpfs", "network_mode", "mem_limit", "nano_cpus", "pids_limit"):
+        assert absent not in kwargs
+
+
+def test_reserved_labels_never_come_from_the_spec(request_):
+    spec = make_spec(labels={"team": "data", "airflow-docker-runtime.keep": "true", "airflow-docker-runtime.managed": "x"})
+    labels = create_kwargs(spec, request_, host_env={})["labels"]
+    assert labels["team"] == "data" and labels["airflow-docker-runtime.managed"] == "true"
+    assert "airflow-docker-runtime.keep" not in labels
 
 
 def test_run_dir_and_bootstrap_are_read_only(request_):

@@ -27,7 +27,11 @@ LEVELS = ("default", "base", "purpose", "coordinator", "volume_file", "sidecar",
 def _chain_inputs(tmp_path: Path, top: str) -> tuple[Path, dict[str, Any], dict[str, Any]]:
     """A DAG file, airflow.cfg and resolve() kwargs with every layer up to ``top`` setting something."""
     on = lambda level: LEVELS.index(level) <= LEVELS.index(top)  # noqa: E731
-    config: dict[str, dict[str, Any]] = {"docker_runtime": {"container_repository": "reg/base"}}
+    config: dict[str, dict[str, Any]] = {
+        "docker_runtime": {"container_repository": "reg/base"},
+        # The sidecar layers below ask for more than the operator set: the policy lets them.
+        "docker_runtime_policy": {"max_stop_timeout": "10", "allowed_volumes": "vol-sidecar,vol-task"},
+    }
     kwargs: dict[str, Any] = {"task_id": "t1", "coordinator_name": "q"}
     sidecar: dict[str, Any] = {}
     if on("base"):
@@ -133,6 +137,7 @@ def test_parsing_uses_the_parsing_section_and_never_a_task_override(tmp_path):
         "task_execution_docker_runtime": {"memory": "2g"},
         "scheduler_dag_parsing_docker_runtime": {"memory": "3g"},
         "scheduler_dag_parsing_docker_runtime_labels": {"role": "parser"},
+        "docker_runtime_policy": {"max_memory": "4g"},
     }
     dag = write_dag(tmp_path, "tasks:\n  t1:\n    docker_runtime: {memory: 4g}\n")
     parse = resolve_with(dag, config, purpose="parse", task_id="t1")
@@ -145,9 +150,10 @@ def test_parsing_uses_the_parsing_section_and_never_a_task_override(tmp_path):
 
 def test_task_override_applies_only_to_its_task(tmp_path):
     dag = write_dag(tmp_path, "docker_runtime: {memory: 1g}\ntasks:\n  heavy:\n    docker_runtime: {memory: 4g}\n")
-    assert resolve_with(dag, task_id="heavy").spec.memory == 4 * GIB
-    assert resolve_with(dag, task_id="light").spec.memory == 1 * GIB
-    assert resolve_with(dag, task_id=None).spec.memory == 1 * GIB
+    config = {**BASE_CONFIG, "docker_runtime_policy": {"max_memory": "4g"}}
+    assert resolve_with(dag, config, task_id="heavy").spec.memory == 4 * GIB
+    assert resolve_with(dag, config, task_id="light").spec.memory == 1 * GIB
+    assert resolve_with(dag, config, task_id=None).spec.memory == 1 * GIB
 
 
 def test_empty_value_in_an_override_section_inherits(tmp_path):
@@ -179,7 +185,8 @@ def test_environment_sections_are_upper_cased_and_sidecar_names_kept(tmp_path):
     ],
 )
 def test_mapping_keys_merge_by_key_through_resolve(tmp_path, key, config_value, sidecar_value, merged):
-    config = {"docker_runtime": {**BASE_CONFIG["docker_runtime"], key: config_value}}
+    config = {"docker_runtime": {**BASE_CONFIG["docker_runtime"], key: config_value},
+              "docker_runtime_policy": {"allowed_label_prefixes": "tier,app", "allow_extra_hosts": "true"}}
     dag = write_dag(tmp_path, f"docker_runtime:\n  {key}: {sidecar_value}\n")
     resolution = resolve_with(dag, config)
     assert getattr(resolution.spec, key) == merged
@@ -189,7 +196,8 @@ def test_mapping_keys_merge_by_key_through_resolve(tmp_path, key, config_value, 
 def test_volumes_merge_by_target_through_resolve(tmp_path):
     volume_file = tmp_path / "volumes.yaml"
     volume_file.write_text("- /srv/shared:/shared:ro\n- /srv/models:/models:ro\n")
-    config = {"docker_runtime": {**BASE_CONFIG["docker_runtime"], "volume_mount_yaml": str(volume_file)}}
+    config = {"docker_runtime": {**BASE_CONFIG["docker_runtime"], "volume_mount_yaml": str(volume_file)},
+              "docker_runtime_policy": {"allowed_volumes": "models-v2,scratch"}}
     dag = write_dag(tmp_path / "dags", "docker_runtime:\n  volumes: ['models-v2:/models', 'scratch:/scratch']\n")
     resolution = resolve_with(dag, config)
     assert [str(v) for v in resolution.spec.volumes] == ["/srv/shared:/shared:ro", "models-v2:/models:rw", "scratch:/scratch:rw"]
@@ -344,7 +352,7 @@ BAD_INPUTS = {
     "top-level-scalar": Bad("<top level>", "just a string\n"),
     "over-64kib": Bad("<file>", "docker_runtime: {}\n" + "#" * (64 * 1024)),
     "non-utf8": Bad("<file>", b"docker_runtime:\n  image: \xff\xfe\x80\n"),
-    "python-tag": Bad("<file>", 'docker_runtime: !!python/object/apply:os.system ["touch {marker}"]\n'),
+    "python-tag": Bad("docker_runtime", 'docker_runtime: !!python/object/apply:os.system ["touch {marker}"]\n'),
     "socket-path-in-sidecar": Bad("docker_runtime.socket_path", dr("socket_path: 'tcp://evil:2375'")),
     "container-tag-in-sidecar": Bad("docker_runtime.container_tag", dr("container_tag: x")),
     "host-env-in-sidecar": Bad("docker_runtime.environment_variables_from_host", dr("environment_variables_from_host: [PATH]")),

@@ -76,7 +76,7 @@ def test_volume_parse_short_and_long_forms(value, expected):
         (":/b", "source is empty"),
         ({"source": "/a", "target": "/b", "mode": "ro"}, "Extra inputs"),
         ({"source": "/a"}, "target"),
-        (42, "got int"),
+        (42, "got 42"),
     ],
 )
 def test_volume_parse_refuses_malformed_volumes(value, message):
@@ -117,8 +117,8 @@ def test_mappings_coerce_yaml_scalars_to_strings():
 
 @pytest.mark.parametrize("key", ["environments", "labels", "extra_hosts"])
 def test_mappings_accept_the_config_string_form(key):
-    layer = RuntimeOptions.model_validate({key: "a=1, b = 2,,"})
-    assert getattr(layer, key) == {"a": "1", "b": "2"}
+    layer = RuntimeOptions.model_validate({key: "a=10.0.0.1, b = 10.0.0.2,,"})
+    assert getattr(layer, key) == {"a": "10.0.0.1", "b": "10.0.0.2"}
 
 
 @pytest.mark.parametrize("key", ["environments", "labels", "extra_hosts"])
@@ -168,12 +168,12 @@ def test_merge_rules_name_exactly_the_merged_keys():
 def test_mapping_keys_merge_by_key_later_layer_wins(key):
     values, sources = merge_layers(
         [
-            ("first", RuntimeOptions.model_validate({key: {"a": "1", "b": "1"}})),
+            ("first", RuntimeOptions.model_validate({key: {"a": "10.0.0.1", "b": "10.0.0.1"}})),
             ("second", RuntimeOptions.model_validate({})),
-            ("third", RuntimeOptions.model_validate({key: {"b": "3", "c": "3"}})),
+            ("third", RuntimeOptions.model_validate({key: {"b": "10.0.0.3", "c": "10.0.0.3"}})),
         ]
     )
-    assert values[key] == {"a": "1", "b": "3", "c": "3"}
+    assert values[key] == {"a": "10.0.0.1", "b": "10.0.0.3", "c": "10.0.0.3"}
     assert sources[key] == "first + third"
 
 
@@ -209,5 +209,6 @@ def test_merge_of_nothing_is_empty():
 
 def test_limits_summary_states_the_enforced_limits():
     assert make_spec(memory=256 * MIB, cpus=0.5, pids_limit=64).limits_summary() == "memory=256m cpus=0.5 pids=64"
-    assert make_spec().limits_summary() == "memory=unlimited cpus=unlimited pids=unlimited"
+    assert make_spec().limits_summary() == "memory=1g cpus=1.0 pids=512"  # the hardened defaults
+    assert make_spec(memory=None, cpus=None, pids_limit=None).limits_summary() == "memory=unlimited cpus=unlimited pids=unlimited"
     assert make_spec(memory=MIB, limit_resource=False).limits_summary() == "none (limit_resource = False)"

@@ -11,7 +11,7 @@ from typing import Any
 
 from docker.types import DeviceRequest, Mount
 
-from airflow_docker_runtime.spec import RuntimeSpec
+from airflow_docker_runtime.spec import RuntimeSpec, is_root_user
 
 LABEL_PREFIX = "airflow-docker-runtime"
 MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
@@ -22,6 +22,9 @@ BOOTSTRAP_DIR_IN_CONTAINER = "/opt/airflow-docker-runtime"
 """Where the small bootstrap (``inside/``) is mounted, read-only: images need not contain this package."""
 SOCKET_NAME = "supervisor.sock"
 CONTAINER_HOME = "/tmp/airflow-home"
+DEFAULT_USER = "50000:50000"
+"""Who a container runs as when neither the operator nor the image names a non-root user (ADR 0008):
+uid 50000 is the ``airflow`` user of Airflow's official images, so images built from them need nothing."""
 DOCKER_SOCKET = "/var/run/docker.sock"
 
 FORWARDED_CONFIG = (
@@ -67,6 +70,21 @@ class LaunchRequest:
     """The image's configured user (``Config.User`` of ``docker inspect``); None when unknown or unset."""
 
 
+def container_user(spec: RuntimeSpec, image_user: str | None) -> str:
+    """
+    The user the container runs as: ``run_as_user`` when set (the policy vetted it); else the image's
+    user when it is a numeric, non-root uid; else :data:`DEFAULT_USER`.
+
+    A user *name* in the image is not trusted: only the image's ``/etc/passwd`` knows whether it is uid 0.
+    """
+    if spec.run_as_user:
+        return spec.run_as_user
+    uid = (image_user or "").partition(":")[0]
+    if uid.isdigit() and not is_root_user(image_user):
+        return image_user  # type: ignore[return-value]
+    return DEFAULT_USER
+
+
 def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``docker.DockerClient().containers.create`` that realise ``spec``."""
     mounts = [
@@ -86,7 +104,9 @@ def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[s
     environment.update(spec.environments)
     environment.update(request.environment)
 
-    labels = {**spec.labels, **{f"{LABEL_PREFIX}.{k}": str(v) for k, v in request.labels.items()}}
+    # The policy refuses our prefix in every layer; dropping it here too keeps `gc` trusting its labels.
+    labels = {k: v for k, v in spec.labels.items() if not k.startswith(f"{LABEL_PREFIX}.")}
+    labels.update({f"{LABEL_PREFIX}.{k}": str(v) for k, v in request.labels.items()})
     labels[MANAGED_LABEL] = "true"
     labels[f"{LABEL_PREFIX}.kind"] = request.kind
     if not spec.remove_container_after_exit:  # `airflow docker-runtime gc` leaves these for inspection
@@ -110,11 +130,21 @@ def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[s
         "oom_kill_disable": spec.oom_kill_disable,
         "stop_signal": "SIGTERM",
         "working_dir": "/tmp",
+        "user": container_user(spec, request.image_user),
+        # The hardened profile (ADR 0008); Docker's default seccomp profile applies as nothing replaces it.
+        "cap_drop": ["ALL"],
+        "read_only": spec.read_only_rootfs,
     }
+    if spec.cap_add:
+        kwargs["cap_add"] = list(spec.cap_add)
+    if spec.no_new_privileges:
+        kwargs["security_opt"] = ["no-new-privileges:true"]
+    if spec.read_only_rootfs:  # the one writable place, and AIRFLOW_HOME lies in it
+        kwargs["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={spec.tmpfs_size}"}
+    if spec.runtime:
+        kwargs["runtime"] = spec.runtime
     if spec.network_mode:
         kwargs["network_mode"] = spec.network_mode
-    if spec.run_as_user:
-        kwargs["user"] = spec.run_as_user
     if spec.limit_resource:
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
