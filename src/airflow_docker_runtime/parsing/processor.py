@@ -102,11 +102,21 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
 
     @staticmethod
     def _start_error_reporter(exc: Exception, start_kwargs: dict[str, Any]):
-        """A native child that answers the parse request with ``exc`` as the file's import error."""
+        """
+        A native child that answers the parse request with ``exc`` as the file's import error.
+
+        Started like upstream ``DagFileProcessorProcess.start`` minus its first step, which imports on
+        this host the ``airflow.*`` modules the file names: nothing a refused file names may run here.
+        """
         log_runtime_error(start_kwargs["logger"], exc)
         message = f"Docker runtime: {type(exc).__name__}: {exc}"
-        target = functools.partial(_report_import_error, start_kwargs["dag_file_rel_path"], message)
-        return DagFileProcessorProcess.start(target=target, **start_kwargs)
+        kwargs = dict(start_kwargs)
+        path, bundle_path, callbacks = kwargs.pop("path"), kwargs.pop("bundle_path"), kwargs.pop("callbacks")
+        target = functools.partial(_report_import_error, kwargs["dag_file_rel_path"], message)
+        proc = super(DagFileProcessorProcess, DagFileProcessorProcess).start(target=target, **kwargs)
+        proc.had_callbacks = bool(callbacks)
+        proc._on_child_started(callbacks, path, bundle_path, kwargs["bundle_name"])
+        return proc
 
     @property
     def is_ready(self) -> bool:
