@@ -193,8 +193,9 @@ class _StrictLoader(yaml.SafeLoader):
 
 def load_yaml_text(text: str, source: str) -> Any:
     """Parse one small YAML document with :class:`_StrictLoader`; every error names ``source``."""
-    loader = _StrictLoader(text, source)
+    loader = None
     try:
+        loader = _StrictLoader(text, source)  # the reader refuses control characters here already
         return loader.get_single_data()
     except RuntimeSpecError:
         raise
@@ -206,7 +207,8 @@ def load_yaml_text(text: str, source: str) -> Any:
     except ValueError as exc:  # e.g. an integer of thousands of digits
         raise RuntimeSpecError(source, "<file>", f"invalid value: {excerpt(str(exc), 80)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml_file(path: Path) -> Any:
