@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from airflow_docker_runtime.errors import RuntimeSpecError
-from airflow_docker_runtime.resolve import resolve
+from airflow_docker_runtime.resolve import Resolution, resolve
 from airflow_docker_runtime.spec import format_size
 
 
@@ -28,9 +28,48 @@ def spec_rows(dag_file: str, task_id: str | None, purpose: str) -> list[dict[str
     return [{"key": key, "value": value, "source": resolution.sources.get(key, "default")} for key, value in values.items()]
 
 
+def create_args(resolution: Resolution, purpose: str, dag_file: str) -> dict[str, Any]:
+    """
+    The Docker Engine API create request the runtime would send for ``resolution``: the container name
+    and the JSON body of ``POST /containers/create``. Nothing is contacted.
+
+    What only a launch knows is a placeholder: the per-run directory, the owner and try labels, the
+    runtime's environment. The user assumes an image whose own user is root or unknown (the launch uses
+    the image's numeric non-root ``Config.User`` instead, when it has one).
+    """
+    from pathlib import Path
+
+    from docker.constants import DEFAULT_DOCKER_API_VERSION
+    from docker.models.containers import _create_container_args
+    from docker.types import ContainerConfig
+
+    from airflow_docker_runtime import inside
+    from airflow_docker_runtime.container.docker_args import LaunchRequest, create_kwargs
+
+    kind = "task" if purpose == "task" else "parse"
+    request = LaunchRequest(
+        kind=kind,
+        name=f"adr-{kind}-<identity>",
+        run_dir=Path("<per-run directory>"),
+        bootstrap_dir=Path(inside.__file__).parent,
+        bundle_paths=(str(Path(dag_file).resolve().parent),),
+        labels={"dag_file": str(dag_file), "...": "<owner and try labels>"},
+        environment={"...": "<forwarded settings and bundle configuration>"},
+    )
+    args = _create_container_args({**create_kwargs(resolution.spec, request, host_env={}), "version": DEFAULT_DOCKER_API_VERSION})
+    name = args.pop("name")
+    return {"name": name, "body": dict(ContainerConfig(DEFAULT_DOCKER_API_VERSION, **args))}
+
+
 def spec(args) -> None:
-    """``airflow docker-runtime spec``: the effective runtime spec with the source of every value."""
+    """``airflow docker-runtime spec``: the effective runtime spec with the source of every value, or
+    (``--create-args``) the exact Docker create request it becomes."""
     try:
+        if getattr(args, "create_args", False):
+            resolution = resolve(args.dag_file, purpose=args.purpose, task_id=args.task_id)
+            document = create_args(resolution, args.purpose, args.dag_file)
+            print(json.dumps(document, indent=2) if args.output != "yaml" else yaml.safe_dump(document, sort_keys=False), end="\n" if args.output != "yaml" else "")
+            return
         rows = spec_rows(args.dag_file, args.task_id, args.purpose)
     except RuntimeSpecError as exc:
         _fail(str(exc))

@@ -16,6 +16,11 @@ ARG_INCLUDE_KEPT = Arg(
     ("--include-kept",), action="store_true", help="Also remove orphans kept by remove_container_after_exit = False"
 )
 ARG_SOCKET_PATH = Arg(("--socket-path",), help="Only this Docker daemon (default: every daemon the configuration names)")
+ARG_CREATE_ARGS = Arg(
+    ("--create-args",),
+    action="store_true",
+    help="Print the Docker create request (name and API body) the spec becomes, without contacting Docker (JSON or YAML)",
+)
 ARG_OUTPUT = Arg(("-o", "--output"), choices=("table", "json", "yaml"), default="table", help="Output format")
 
 
@@ -30,7 +35,7 @@ def get_cli_commands() -> list[GroupCommand]:
                     name="spec",
                     help="Print the effective runtime spec of a DAG file and where each value came from",
                     func=lazy_load_command(f"{_COMMANDS}.spec"),
-                    args=(ARG_DAG_FILE, ARG_TASK_ID, ARG_FOR, ARG_OUTPUT),
+                    args=(ARG_DAG_FILE, ARG_TASK_ID, ARG_FOR, ARG_CREATE_ARGS, ARG_OUTPUT),
                 ),
                 ActionCommand(
                     name="test",
