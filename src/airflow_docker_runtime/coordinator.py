@@ -20,7 +20,9 @@ from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from airflow_docker_runtime.container.docker_args import container_name, forwarded_config
 from airflow_docker_runtime.container.gc import sweep_on_start
-from airflow_docker_runtime.container.launcher import ContainerProcess
+from airflow_docker_runtime.container.forkserver import ForkedChild, launch_forked
+from airflow_docker_runtime.container.launcher import launch
+from airflow_docker_runtime.container.process import ContainerProcess
 from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.errors import DockerRuntimeError
@@ -39,7 +41,7 @@ LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
 class ContainerActivitySubprocess(ContainerChildMixin, ActivitySubprocess):
     """Upstream ``ActivitySubprocess`` whose task runner lives in a container."""
 
-    container: ContainerProcess = attrs.field(repr=False)
+    container: ContainerProcess | ForkedChild = attrs.field(repr=False)
 
 
 def task_labels(ti: Any) -> dict[str, str]:
@@ -128,6 +130,8 @@ class DockerCoordinator(BaseCoordinator):
             proc = start_in_container(
                 ContainerActivitySubprocess,
                 spec=resolution.spec,
+                # fork_server (opt-in per queue): a child forked in one container per spec, not a container per try.
+                launcher=launch_forked if resolution.spec.fork_server else launch,
                 request_args={
                     "kind": "task",
                     "name": container_name("task", what.dag_id, what.task_id, what.run_id, what.map_index, what.try_number, what.id),

@@ -44,6 +44,8 @@ def _option(description: str, default: Any, type_: str = "string") -> dict[str, 
         type_, default = "boolean", str(default)
     elif isinstance(default, (int, float)):
         type_, default = ("integer" if isinstance(default, int) else "float"), str(default)
+    elif isinstance(default, (tuple, list)):
+        default = ",".join(str(item) for item in default)
     return {"description": description, "version_added": None, "type": type_, "example": None, "default": default}
 
 
@@ -69,6 +71,20 @@ def config_sections() -> dict[str, Any]:
         "Remove this host's orphaned containers (their supervisor is gone) when a worker or DAG processor "
         "first uses the docker runtime; the sweep runs in the background. See `airflow docker-runtime gc`.",
         True,
+    )
+    base["warm_pool_max_containers"] = _option(
+        "Warm pool (tasks): the most idle or starting pooled containers this host keeps, over all runtime specs. "
+        "See warm_pool_size and docs/how-it-works.md.",
+        8,
+    )
+    base["warm_pool_max_memory"] = _option(
+        "Warm pool (tasks): no further pooled container starts while the idle ones use this much memory (their "
+        "cgroups' current usage), e.g. 2g.",
+        "2g",
+    )
+    base["warm_pool_idle_timeout"] = _option(
+        "Warm pool (tasks): seconds after the last claim for a runtime spec before its idle containers are stopped.",
+        300,
     )
     sections: dict[str, Any] = {
         BASE_SECTION: {"description": "Docker runtime settings shared by task execution and DAG parsing (AIP-46).", "options": base},

@@ -13,7 +13,7 @@ import docker
 import docker.errors
 import pytest
 
-from airflow_docker_runtime.container import launcher
+from airflow_docker_runtime.container import launcher, rundir
 from airflow_docker_runtime.container.docker_args import MANAGED_LABEL, LaunchRequest, create_kwargs
 from airflow_docker_runtime.errors import ContainerStartupError, ImageNotFound
 from airflow_docker_runtime.layers import sidecar_path
@@ -53,7 +53,8 @@ def spec_from_sidecar(tmp_path: Path, sidecar: str, config: dict | None = None) 
     dag.parent.mkdir(parents=True)
     dag.write_text("# a DAG file\n")
     sidecar_path(dag).write_text(sidecar)
-    return resolve(dag, purpose="task", task_id="t1", read_config=(config or {}).get, image_hook=None).spec
+    spec = resolve(dag, purpose="task", task_id="t1", read_config=(config or {}).get, image_hook=None).spec
+    return spec.model_copy(update={"warm_pool_size": 0})  # cold starts: the pool has tests of its own
 
 
 def containers_of(client: docker.DockerClient, test_id: str) -> list:
@@ -105,7 +106,7 @@ docker_runtime:
         assert {"GREETING=hello", "RETRIES=3"} <= set(config["Env"])
         mounts = {m["Destination"]: m for m in attrs["Mounts"]}
         assert (mounts["/data"]["Source"], mounts["/data"]["RW"]) == (str(data), False)
-        assert (mounts["/run/airflow-docker-runtime"]["Source"], mounts["/run/airflow-docker-runtime"]["RW"]) == (str(run_dir), True)
+        assert (mounts["/run/airflow-docker-runtime"]["Source"], mounts["/run/airflow-docker-runtime"]["RW"]) == (str(run_dir), False)
         assert (mounts["/opt/airflow-docker-runtime"]["Source"], mounts["/opt/airflow-docker-runtime"]["RW"]) == (str(bootstrap_dir), False)
         assert "/var/run/docker.sock" not in mounts
 
@@ -129,7 +130,7 @@ def test_launch_with_a_missing_image_leaves_nothing_behind(tmp_path, short_dir, 
     image = f"adr-test/not-built-{test_id}:1"
     spec = spec_from_sidecar(tmp_path, f"docker_runtime:\n  image: {image}\n  pull_policy: {pull_policy}\n")
     run_base = short_dir / "runs"
-    monkeypatch.setattr(launcher, "RUN_DIR_BASE", run_base)  # private: e2e tests may launch into the shared one
+    monkeypatch.setattr(rundir, "RUN_DIR_BASE", run_base)  # private: e2e tests may launch into the shared one
     name = f"adr-itest-{test_id}"
 
     started = time.monotonic()
@@ -152,7 +153,7 @@ def test_container_that_never_connects_is_removed_with_its_run_dir(tmp_path, sho
     # python: /bin/false makes the container exit at once, before its bootstrap can connect back.
     spec = spec_from_sidecar(tmp_path, f"docker_runtime:\n  image: {test_image}\n  pull_policy: never\n  python: /bin/false\n")
     run_base = short_dir / "runs"
-    monkeypatch.setattr(launcher, "RUN_DIR_BASE", run_base)
+    monkeypatch.setattr(rundir, "RUN_DIR_BASE", run_base)
 
     with pytest.raises(ContainerStartupError, match="exited with code 1 before connecting"):
         launcher.launch(spec, {"kind": "task", "name": f"adr-itest-{test_id}", "labels": {"test_id": test_id}}, child_ends,

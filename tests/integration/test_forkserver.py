@@ -9,7 +9,7 @@ import socket
 import docker
 import pytest
 
-from airflow_docker_runtime.container import forkserver, launcher
+from airflow_docker_runtime.container import forkserver, process, rundir
 from airflow_docker_runtime.errors import ContainerStartupError
 from airflow_docker_runtime.spec import DEFAULTS, RuntimeSpec
 
@@ -28,7 +28,7 @@ def request(test_id: str) -> dict:
 
 
 def test_children_are_forked_signalled_and_reaped_in_one_container(docker_client, test_id, short_dir, monkeypatch):
-    monkeypatch.setattr(launcher, "RUN_DIR_BASE", short_dir / "runs")
+    monkeypatch.setattr(rundir, "RUN_DIR_BASE", short_dir / "runs")
     pairs = [[socket.socketpair() for _ in range(4)] for _ in range(2)]
     server, new = forkserver.server_for(spec(), request(test_id))
     try:
@@ -42,7 +42,7 @@ def test_children_are_forked_signalled_and_reaped_in_one_container(docker_client
         # Both children wait for their parse request; a signal reaches only the one it is for.
         first.send_signal(signal.SIGKILL)
         assert first.wait(30) == -signal.SIGKILL
-        with pytest.raises(launcher.ContainerStillRunning):
+        with pytest.raises(process.ContainerStillRunning):
             second.wait(0.5)
         second.stop()
         assert second.exited and server.alive
@@ -57,7 +57,7 @@ def test_children_are_forked_signalled_and_reaped_in_one_container(docker_client
 
 
 def test_an_image_without_airflow_fails_with_its_output_and_leaves_nothing(docker_client, test_id, short_dir, monkeypatch):
-    monkeypatch.setattr(launcher, "RUN_DIR_BASE", short_dir / "runs")
+    monkeypatch.setattr(rundir, "RUN_DIR_BASE", short_dir / "runs")
     with pytest.raises(ContainerStartupError, match=r"/usr/bin/python3.*a Python with Airflow") as info:
         forkserver.server_for(spec(python="/usr/bin/python3"), request(test_id))
     assert "ModuleNotFoundError" in str(info.value) or "(no longer available)" in str(info.value)

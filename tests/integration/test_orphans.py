@@ -26,14 +26,15 @@ IMAGE = "adr-test/base:latest"
 SUPERVISOR = textwrap.dedent(
     """
     import socket, sys, time
-    from airflow_docker_runtime.container import launcher
+    from pathlib import Path
+    from airflow_docker_runtime.container import launcher, rundir
     from airflow_docker_runtime.container.owner import owner_labels
     from airflow_docker_runtime.spec import DEFAULTS, RuntimeSpec
 
-    launcher.RUN_DIR_BASE = launcher.Path(sys.argv[3])
+    rundir.RUN_DIR_BASE = Path(sys.argv[3])
     pairs = [socket.socketpair() for _ in range(4)]
-    spec = RuntimeSpec(**{k: v for k, v in DEFAULTS.items() if k not in ("container_repository", "container_tag", "pull_policy")},
-                       image=sys.argv[1], pull_policy="never")
+    spec = RuntimeSpec(**{k: v for k, v in DEFAULTS.items() if k not in ("container_repository", "container_tag", "pull_policy", "warm_pool_size")},
+                       image=sys.argv[1], pull_policy="never", warm_pool_size=0)
     request = {"kind": "task", "name": "adr-itest-" + sys.argv[2], "labels": {**owner_labels(), "test_id": sys.argv[2]}}
     process, _, _ = launcher.launch(spec, request, tuple(child for child, _ in pairs), host_env={})
     print(process.id, flush=True)

@@ -167,7 +167,7 @@ def gc(args) -> None:
     import requests
 
     from airflow_docker_runtime.container.gc import configured_socket_paths, sweep, sweep_run_dirs
-    from airflow_docker_runtime.container.launcher import docker_client
+    from airflow_docker_runtime.container.client import docker_client
     from airflow_docker_runtime.errors import DockerRuntimeError
 
     try:

@@ -21,7 +21,8 @@ import time
 from typing import Any
 
 from airflow_docker_runtime.container.docker_args import container_name
-from airflow_docker_runtime.container.launcher import ContainerOutcome, ContainerProcess, ContainerStillRunning, Timings, launch
+from airflow_docker_runtime.container.launcher import launch
+from airflow_docker_runtime.container.process import ContainerOutcome, ContainerProcess, ContainerStillRunning, Timings
 from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.errors import ContainerStartupError
 from airflow_docker_runtime.spec import RuntimeSpec

@@ -22,7 +22,8 @@ import docker.errors
 
 from airflow_docker_runtime.container import owner
 from airflow_docker_runtime.container.docker_args import LABEL_PREFIX, MANAGED_LABEL
-from airflow_docker_runtime.container.launcher import RUN_DIR_BASE, docker_client, remove_container
+from airflow_docker_runtime.container.client import docker_client, remove_container
+from airflow_docker_runtime.container.rundir import RUN_DIR_BASE
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from socket import socketpair
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from airflow_docker_runtime.container.launcher import ContainerProcess, Timings, launch
+from airflow_docker_runtime.container.launcher import launch
+from airflow_docker_runtime.container.process import ContainerProcess, Timings
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.spec import format_size
 
@@ -61,8 +62,10 @@ def start_in_container(
         limits=spec.limits_summary(),
         network_mode=spec.network_mode or "default",
         user=spec.run_as_user or "image default",
-        start_seconds=round(timings.image + timings.create + timings.start + timings.connect, 3),
+        start_seconds=round(timings.total, 3),
         timings=timings.summary(),
+        pool=timings.pool,
+        **({"claim_seconds": round(timings.claim, 3)} if timings.pool == "hit" else {}),
     )
     proc = cls(
         pid=container.pid,

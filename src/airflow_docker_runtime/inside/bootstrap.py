@@ -1,12 +1,17 @@
 """Runs inside the container: take the supervisor's sockets, then become the upstream Airflow child.
 
 Standard library and Airflow only: this file is bind-mounted read-only into images that do not have
-airflow-docker-runtime installed. ``python bootstrap.py <socket> task|parse``:
+airflow-docker-runtime installed. ``python bootstrap.py <socket> <mode>``:
 
 1. connect to the supervisor's unix socket (in the per-run directory mounted into the container),
 2. receive the four ends Airflow's supervisor would give a forked child (requests, stdout, stderr,
    logs) as file descriptors (SCM_RIGHTS),
 3. hand them to Airflow's own child entry point, exactly as after ``fork()`` on the worker.
+
+Modes: ``task`` / ``parse`` do the three steps at once (a cold start). ``pooled-task`` is a container of
+the warm pool: it connects, imports everything the child will need (:func:`preload`), says ``ready`` and
+only then waits for step 2, so the try that takes it starts as fast as a forked child. ``serve-task`` /
+``serve-parse`` is a fork server (:func:`serve`).
 
 The connection of step 1 stays open as the container's lifeline: the supervisor never closes it while
 the container runs, so when it reads end-of-file the supervisor is gone (worker killed) and the container
@@ -29,14 +34,15 @@ def connect(path):
     return control
 
 
-def receive_channels(path):
-    """Connect to ``path`` and receive (control, requests, stdout, stderr, logs_fd)."""
-    control = connect(path)
+def receive_channels(control):
+    """Receive (requests, stdout, stderr, logs_fd) from the supervisor over ``control``."""
     message, fds, _flags, _addr = socket.recv_fds(control, 64, 4)
+    if not message:
+        os._exit(70)  # the supervisor (or the warm pool) is gone before handing anything over
     if message != HANDSHAKE or len(fds) != 4:
         raise SystemExit(f"airflow-docker-runtime: bad handshake from the supervisor ({message!r}, {len(fds)} fds)")
     requests, stdout, stderr = (socket.socket(fileno=fd) for fd in fds[:3])
-    return control, requests, stdout, stderr, fds[3]
+    return requests, stdout, stderr, fds[3]
 
 
 def watch_lifeline(control):
@@ -68,6 +74,37 @@ def child_target(kind):
     raise SystemExit(f"airflow-docker-runtime: unknown child kind {kind!r}")
 
 
+START_UP_MODULES = {
+    "task": (
+        "airflow.sdk.execution_time.task_runner",
+        "airflow.dag_processing.dagbag",
+        "airflow.sdk",
+        "airflow.sdk.log",
+        "airflow.sdk.serde",
+        "airflow.sdk.plugins_manager",
+        "airflow.sdk.execution_time.timeout",
+        "airflow.sdk.definitions.mappedoperator",
+        "setproctitle",
+    ),
+    "parse": ("airflow.dag_processing.dagbag", "airflow.sdk"),
+}
+"""What the upstream child imports lazily before it runs the DAG file's code: imported ahead by a warm
+container or fork server, so a try or parse it serves does not pay for them."""
+
+
+def preload(kind):
+    """Import the child's code and its start-up modules (what a forked child inherits from the worker)."""
+    import importlib
+
+    child_target(kind)
+    importlib.import_module("airflow.sdk.execution_time.supervisor")
+    for name in START_UP_MODULES.get(kind, ()):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an image without an optional module imports it later, or never
+            pass
+
+
 def become_child(requests, stdout, stderr, logs_fd, kind):
     """Point fds 1 and 2 at the supervisor's channels and run the upstream child; never returns."""
     # From here on, even an ImportError (an image without Airflow) lands in the task log.
@@ -97,8 +134,7 @@ def serve(control, kind):
     """
     import signal
 
-    child_target(kind)  # the expensive imports, once
-    __import__("airflow.sdk.execution_time.supervisor")
+    preload(kind)  # the expensive imports, once
     lock = threading.Lock()
     children = {}
 
@@ -138,10 +174,16 @@ def serve(control, kind):
 
 
 def main():
-    path, kind = sys.argv[1], sys.argv[2]
-    if kind.startswith("serve-"):
-        serve(connect(path), kind[len("serve-"):])
-    control, requests, stdout, stderr, logs_fd = receive_channels(path)
+    path, mode = sys.argv[1], sys.argv[2]
+    if mode.startswith("serve-"):
+        serve(connect(path), mode[len("serve-"):])
+    control = connect(path)
+    kind = mode
+    if mode.startswith("pooled-"):
+        kind = mode[len("pooled-"):]
+        preload(kind)
+        control.sendall(b"ready\n")  # the pool may now hand this container to a try
+    requests, stdout, stderr, logs_fd = receive_channels(control)
     watch_lifeline(control)
     become_child(requests, stdout, stderr, logs_fd, kind)
 

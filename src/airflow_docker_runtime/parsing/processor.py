@@ -19,7 +19,8 @@ from airflow.dag_processing.processor import DagFileParseRequest, DagFileParsing
 
 from airflow_docker_runtime.container.docker_args import container_name
 from airflow_docker_runtime.container.forkserver import ForkedChild, launch_forked
-from airflow_docker_runtime.container.launcher import ContainerProcess, launch
+from airflow_docker_runtime.container.launcher import launch
+from airflow_docker_runtime.container.process import ContainerProcess
 from airflow_docker_runtime.container.owner import owner_labels
 from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
 from airflow_docker_runtime.coordinator import container_environment
