@@ -75,11 +75,12 @@ docker_runtime:
   pids_limit: 64
   network_mode: none
   run_as_user: "50000"
-  labels: {{team: data, purpose: integration}}
+  labels: {{team: data, purpose: integration, adr-test.loosened: bind mount}}
   environments: {{GREETING: hello, RETRIES: 3}}
   volumes: ["{data}:/data:ro"]
 """,
-        {"docker_runtime_policy": {"allowed_host_paths": str(data)}},
+        {"docker_runtime_policy": {"allowed_host_paths": str(data), "allowed_users": "50000",
+                                   "allowed_label_prefixes": "team,purpose,adr-test."}},
     )
     run_dir, bootstrap_dir = tmp_path / "run", launcher.BOOTSTRAP_DIR
     run_dir.mkdir()
@@ -151,7 +152,8 @@ def test_launch_with_a_missing_image_leaves_nothing_behind(tmp_path, short_dir, 
 def test_container_that_never_connects_is_removed_with_its_run_dir(tmp_path, short_dir, docker_client, test_image, monkeypatch,
                                                                    child_ends, test_id):
     # python: /bin/false makes the container exit at once, before its bootstrap can connect back.
-    spec = spec_from_sidecar(tmp_path, f"docker_runtime:\n  image: {test_image}\n  pull_policy: never\n  python: /bin/false\n")
+    spec = spec_from_sidecar(tmp_path, f"docker_runtime:\n  image: {test_image}\n  pull_policy: never\n  python: /bin/false\n",
+                             {"docker_runtime_policy": {"allowed_pythons": "/bin/false"}})
     run_base = short_dir / "runs"
     monkeypatch.setattr(rundir, "RUN_DIR_BASE", run_base)
 

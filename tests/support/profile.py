@@ -13,7 +13,8 @@ from typing import Any
 RUNTIME_MOUNTS = {"/run/airflow-docker-runtime", "/opt/airflow-docker-runtime"}
 RESERVED_LABEL_PREFIX = "airflow-docker-runtime."
 RUNTIME_LABELS = {"managed", "kind", "dag_file", "worker", "boot_id", "supervisor_pid", "supervisor_started", "dag_id",
-                  "task_id", "run_id", "map_index", "try_number", "ti_id", "bundle", "pool", "spec"}
+                  "task_id", "run_id", "map_index", "try_number", "ti_id", "bundle", "pooled",
+                  "test_id"}  # test_id: the integration tests' own label, passed through LaunchRequest.labels
 
 
 def profile_violations(
@@ -61,7 +62,7 @@ def profile_violations(
         found.append(f"Binds={host.get('Binds')!r}")
     if host.get("Devices") or host.get("DeviceRequests"):
         found.append("devices")
-    for name in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
+    for name in ("PidMode", "IpcMode", "UTSMode", "UsernsMode"):  # cgroupns is "host" by default on cgroup v1
         if host.get(name) == "host":
             found.append(f"{name}=host")
     for mount in host.get("Mounts") or []:
