@@ -12,8 +12,9 @@ demo: venv docker images
 test: setup
 	$(BIN)/pytest tests
 
-# Docker runtime against native on this machine; writes bench/results.json and docs/benchmarks.md.
-# Round counts: make bench BENCH_ARGS="--task-rounds 2 --parse-rounds 5" (see bench/run.py --help).
+# Docker runtime configurations against native on this machine (~15-20 min on 2 cores); writes bench/results.json
+# and docs/benchmarks.md. On a shared machine: flock /tmp/adr-e2e.lock make bench. Counts:
+# make bench BENCH_ARGS="--tasks 30 --sleep-tasks 16 --task-rounds 2 --parse-rounds 3" (see bench/run.py --help).
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # bench/ scripts run as files; tests.support and bench.* are imported by name
     sys.path.insert(0, str(REPO))
 
-RUNTIMES = ("native", "docker")
 IMAGES = ("adr-test/base:latest", "adr-test/dep-v1:latest", "adr-test/dep-v2:latest")
 
 
@@ -70,7 +69,6 @@ def machine_facts() -> dict[str, Any]:
     docker = json.loads(_run("docker", "info", "--format", "{{json .}}") or "{}")
     import airflow
 
-    dirty = _run("git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "src")
     return {
         "cpus": os.cpu_count(),
         "cpu_model": cpu_model,
@@ -83,8 +81,29 @@ def machine_facts() -> dict[str, Any]:
         "docker_storage_driver": docker.get("Driver", ""),
         "cgroup": f"v{docker.get('CgroupVersion', '?')} ({docker.get('CgroupDriver', '?')})",
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "commit": _run("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
-        "src_dirty": bool(dirty),
+    }
+
+
+def tree_facts() -> dict[str, Any]:
+    """The commit measured (``git rev-parse HEAD``) and whether ``src/`` had uncommitted changes
+    (``git status --porcelain src/``, untracked files included); the same for ``bench/``."""
+    def porcelain(path: str) -> list[str]:  # not _run: its strip() would eat the first line's status column
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", path], capture_output=True, text=True)
+        return [line for line in out.stdout.splitlines() if line.strip()]
+
+    src = porcelain("src/")
+    bench = porcelain("bench/")
+    bench = [line for line in bench if not line.endswith("bench/results.json")]  # the run rewrites it
+    # The package the Airflow components will import (PYTHONPATH can point elsewhere than this tree's src/).
+    package = _run(sys.executable, "-c", "import airflow_docker_runtime as p; print(p.__file__)")
+    return {
+        "commit": _run("git", "-C", str(REPO), "rev-parse", "HEAD"),
+        "package_imported_from": package,
+        "package_from_this_tree": package.startswith(str(REPO / "src") + os.sep),
+        "src_uncommitted_changes": bool(src),
+        "src_status": src,
+        "bench_uncommitted_changes": bool(bench),
+        "bench_status": bench,
     }
 
 

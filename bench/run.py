@@ -1,10 +1,13 @@
 """``make bench``: run every benchmark part, write ``bench/results.json`` and ``docs/benchmarks.md``.
 
-    .venv/bin/python bench/run.py [--parts tasks,parse,profile] [--tasks 30] [--task-rounds 2] [--hold 4]
+    .venv/bin/python bench/run.py [--parts tasks,parse,profile] [--tasks 30] [--sleep-tasks 16] [--task-rounds 2]
+                                  [--task-runtimes native,docker,docker_cold,docker_fork] [--hold 4]
                                   [--parse-files 60] [--parse-rounds 3] [--parse-processes 2] [--render-only]
 
 Each part runs as its own process (its own AIRFLOW_HOME and configuration) and hands back JSON; this
-script adds the machine facts, the distance to the issue's targets and the command, then renders the page.
+script adds the machine facts, the commit measured and whether ``src/`` had uncommitted changes, issue 10's
+targets (``targets``) and the command, then renders the page. Exit status 1 when a target could not be
+measured (a queue whose warm-up failed) or a managed container was left behind.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import report  # noqa: E402
-from bench.common import REPO, machine_facts  # noqa: E402
+from bench.common import REPO, machine_facts, tree_facts  # noqa: E402
 
 RESULTS = REPO / "bench" / "results.json"
 PAGE = REPO / "docs" / "benchmarks.md"
@@ -43,8 +46,10 @@ def write_page(results: dict) -> None:
     """Render the page, keeping sections other scripts maintain between ``<!-- name:begin/end -->`` markers
     (``bench/celery_load.py`` writes one); they go after the generated part."""
     old = PAGE.read_text() if PAGE.exists() else ""
-    kept = [m.group(0) for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->", old, re.S)]
-    PAGE.write_text(report.render(results) + "".join(f"\n{block}\n" for block in kept))
+    kept: dict[str, str] = {}  # one block per name, markers on lines of their own
+    for m in re.finditer(r"^<!-- ([\w-]+):begin -->$.*?^<!-- \1:end -->$", old, re.S | re.M):
+        kept.setdefault(m.group(1), m.group(0))
+    PAGE.write_text(report.render(results) + "".join(f"\n{block}\n" for block in kept.values()))
 
 
 def leftover_containers() -> list[str]:
@@ -54,8 +59,12 @@ def leftover_containers() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="tasks,parse,profile", help="comma-separated: tasks, parse, profile")
-    parser.add_argument("--tasks", type=int, default=30, help="no-op tasks per DAG run")
-    parser.add_argument("--task-rounds", type=int, default=2, help="DAG runs per runtime and shape (sequential, parallel 4)")
+    parser.add_argument("--tasks", type=int, default=30, help="no-op tasks per DAG run (sequential, 4 at a time)")
+    parser.add_argument("--sleep-tasks", type=int, default=16, help="tasks per DAG run of 2-second tasks, 4 at a time")
+    parser.add_argument("--task-rounds", type=int, default=2, help="DAG runs per runtime and shape")
+    parser.add_argument(
+        "--task-runtimes", default="native,docker,docker_cold,docker_fork", help="queues measured (native is required)"
+    )
     parser.add_argument("--hold", type=int, default=4, help="tasks running at once for the footprint")
     parser.add_argument("--parse-files", type=int, default=60)
     parser.add_argument("--parse-rounds", type=int, default=3, help="full passes per runtime")
@@ -71,17 +80,34 @@ def main() -> int:
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     began = time.monotonic()
     results: dict = {
-        "command": "flock /tmp/adr-heavy.lock make bench",
+        "command": "flock /tmp/adr-e2e.lock make bench" + (f" BENCH_ARGS=\"{' '.join(sys.argv[1:])}\"" if sys.argv[1:] else ""),
         "invocation": " ".join([".venv/bin/python bench/run.py", *sys.argv[1:]]),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_facts(),
+        "tree": tree_facts(),
     }
+    for part in ("src", "bench"):
+        if results["tree"][f"{part}_uncommitted_changes"]:
+            print(
+                f"bench: warning: {part}/ has uncommitted changes ({len(results['tree'][f'{part}_status'])} paths); "
+                "the page will say so: publish figures from a committed tree",
+                file=sys.stderr,
+            )
+    if not results["tree"]["package_from_this_tree"]:
+        print(f"bench: warning: airflow_docker_runtime is imported from {results['tree']['package_imported_from']}", file=sys.stderr)
     if leftover := leftover_containers():
         print(f"bench: warning: {len(leftover)} managed containers exist before the run", file=sys.stderr)
     if "tasks" in parts:
         results["tasks"] = run_part(
-            "tasks", ["--tasks", str(args.tasks), "--rounds", str(args.task_rounds), "--hold", str(args.hold)]
-        )
+            "tasks",
+            [
+                "--tasks", str(args.tasks),
+                "--sleep-tasks", str(args.sleep_tasks),
+                "--rounds", str(args.task_rounds),
+                "--hold", str(args.hold),
+                "--runtimes", args.task_runtimes,
+            ],
+        )  # fmt: skip
     if "parse" in parts:
         results["parse"] = run_part(
             "parse",
@@ -96,10 +122,14 @@ def main() -> int:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_page(results)
     print(json.dumps(results["targets"], indent=2))
+    status = 0
     if results["leftover_containers"]:
         print(f"bench: {results['leftover_containers']} managed containers left behind", file=sys.stderr)
-        return 1
-    return 0
+        status = 1
+    if unavailable := results.get("tasks", {}).get("unavailable"):
+        print(f"bench: queues not measured (warm-up failed): {unavailable}", file=sys.stderr)
+        status = 1
+    return status
 
 
 if __name__ == "__main__":

@@ -1,20 +1,32 @@
-"""Task start overhead and worker footprint, docker runtime against native, on one real Airflow deployment.
+"""Task start overhead, throughput and worker footprint: docker runtime configurations against native, on one real Airflow deployment.
 
-    .venv/bin/python bench/tasks.py [--tasks 30] [--rounds 1] [--hold 4] --out results-tasks.json
+    .venv/bin/python bench/tasks.py [--tasks 30] [--sleep-tasks 16] [--rounds 2] [--hold 4]
+                                    [--runtimes native,docker,docker_cold,docker_fork] --out results-tasks.json
 
 One Airflow 3.3 (LocalExecutor, ``[core] parallelism = 4``, PostgreSQL database ``airflow_bench``) runs
-the same generated DAGs twice over, once per runtime; only the queue differs: ``docker`` is routed to
-the ``DockerCoordinator``, ``native`` to Airflow's own Python coordinator (through
-:mod:`bench.probe`, which adds a "workload received" line to the task log).
+the same generated DAGs once per runtime; only the queue differs. Each queue has its own ``[sdk]
+coordinators`` entry (``[sdk] queue_to_coordinator``):
 
-1. **Start overhead**: ``--tasks`` no-op tasks in a DAG with ``max_active_tasks=1`` (sequential) and one
-   with ``max_active_tasks=4``; runtimes alternate which goes first each round. Per try: Airflow's
-   ``queued_when -> start_date -> end_date``; the supervisor's view (workload received -> the task
-   runner's first log line, both timestamps of the task log); for docker the launch breakdown from the
-   "Started container" line and the task runner's own "Worker startup parse complete" line.
-2. **Footprint**: ``--hold`` tasks that wait for a release file; while all run, /proc of the worker's
-   supervisor processes (and for native their task-runner child; for docker the container's processes,
-   its cgroup and its containerd shim) is sampled five times.
+- ``native``: Airflow's own Python coordinator, through :mod:`bench.probe` (adds a "workload received" line);
+- ``docker``: ``DockerCoordinator`` with no kwargs, the default configuration (warm pool on);
+- ``docker_cold``: ``DockerCoordinator`` with ``{"warm_pool_size": 0}`` (pool off: a cold container per try);
+- ``docker_fork``: ``DockerCoordinator`` with ``{"fork_server": true}`` (task fork server).
+
+1. **Warm-up**: an uncounted DAG run per queue (``2 * parallelism`` no-op tries, 4 at a time), so every
+   LocalExecutor worker process has built its coordinators and the pools and fork servers are up. A queue
+   whose warm-up fails (e.g. a coordinator that does not know its kwargs) is reported as unavailable.
+2. **Idle pool footprint**: PSS of every idle pooled container (label ``airflow-docker-runtime.pooled=true``,
+   name ``adr-pool-*``) once its interpreter has settled: its processes plus its containerd shim.
+3. **Shapes**, each run ``--rounds`` times per runtime (the order of the runtimes alternates each round):
+   ``seq`` (``--tasks`` no-op tries, ``max_active_tasks=1``), ``par4`` (the same, ``max_active_tasks=4``),
+   ``par4_sleep2`` (``--sleep-tasks`` tries that each ``time.sleep(2)``, 4 at a time; native and docker).
+   Per try: Airflow's ``queued_when -> start_date -> end_date``; the supervisor's view (workload received ->
+   the task runner's first log line); for docker the launch breakdown, ``pool=hit|miss|off`` and
+   ``claim_seconds`` from the "Started container" line. Per DAG run: tries per second from the first
+   ``queued_when`` to the last ``end_date``.
+4. **Footprint**: ``--hold`` tasks that wait for a release file (native and docker); while all run, /proc
+   of the worker's supervisor processes (and for native their task-runner child; for docker the
+   container's processes, its cgroup and its containerd shim) is sampled five times.
 """
 
 from __future__ import annotations
@@ -34,13 +46,30 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, RUNTIMES, parse_time, ratio, summary, write_sidecar  # noqa: E402
+from bench.common import REPO, parse_time, summary, write_sidecar  # noqa: E402
 from bench.probe import WORKLOAD_RECEIVED  # noqa: E402
 from tests.support.stack import AirflowStack, pg_database, wait_for  # noqa: E402
 
-QUEUES = {"native": "native", "docker": "docker"}
+DOCKER_COORDINATOR = "airflow_docker_runtime.coordinator.DockerCoordinator"
+RUNTIMES = ("native", "docker", "docker_cold", "docker_fork")
+"""Each is also the name of its queue and of its ``[sdk] coordinators`` entry."""
+COORDINATORS: dict[str, dict[str, Any]] = {
+    "native": {"classpath": "bench.probe.NativeProbeCoordinator"},
+    "docker": {"classpath": DOCKER_COORDINATOR},
+    "docker_cold": {"classpath": DOCKER_COORDINATOR, "kwargs": {"warm_pool_size": 0}},
+    "docker_fork": {"classpath": DOCKER_COORDINATOR, "kwargs": {"fork_server": True}},
+}
+SHAPES: dict[str, dict[str, Any]] = {
+    "seq": {"concurrency": 1, "body": "noop", "runtimes": RUNTIMES},
+    "par4": {"concurrency": 4, "body": "noop", "runtimes": RUNTIMES},
+    "par4_sleep2": {"concurrency": 4, "body": "sleep2", "runtimes": ("native", "docker")},
+}
+SLEEP_SECONDS = 2.0
+FOOTPRINT_RUNTIMES = ("native", "docker")
+POOLED_LABEL = "airflow-docker-runtime.pooled=true"
+POOLED_NAME_PREFIX = "adr-pool-"
 PARALLELISM = 4
-DAG_TEMPLATE = '''"""Benchmark DAGs for the {runtime} runtime, generated by bench/tasks.py: the same for both runtimes but the queue."""
+DAG_TEMPLATE = '''"""Benchmark DAGs for the {runtime} queue, generated by bench/tasks.py: the same for every runtime but the queue."""
 
 from __future__ import annotations
 
@@ -57,6 +86,10 @@ RELEASE = Path(__file__).with_name(".bench-release")
 
 def noop():
     return None
+
+
+def sleep2():
+    time.sleep({sleep_seconds})
 
 
 def hold():
@@ -86,46 +119,55 @@ def make(name, count, concurrency, body):
 make("warmup", 2 * {parallelism}, {parallelism}, noop)
 make("seq", {tasks}, 1, noop)
 make("par4", {tasks}, {parallelism}, noop)
+make("par4_sleep2", {sleep_tasks}, {parallelism}, sleep2)
 make("hold", {hold}, {hold}, hold)
 '''
 
 TIMINGS_RE = re.compile(r"(\w+)=([0-9.]+)s")
+POOL_RE = re.compile(r"\bpool=(\w+)")
+CLAIM_RE = re.compile(r"\bclaim_seconds=([0-9.]+)")
 
 
-def stack_config() -> dict[str, dict[str, str]]:
+def stack_config(runtimes: tuple[str, ...]) -> dict[str, dict[str, str]]:
     return {
         "core": {"parallelism": str(PARALLELISM)},
         "sdk": {
-            "coordinators": json.dumps(
-                {
-                    "docker": {"classpath": "airflow_docker_runtime.coordinator.DockerCoordinator"},
-                    "bench-native": {"classpath": "bench.probe.NativeProbeCoordinator"},
-                }
-            ),
-            "queue_to_coordinator": json.dumps({QUEUES["docker"]: "docker", QUEUES["native"]: "bench-native"}),
+            "coordinators": json.dumps({r: COORDINATORS[r] for r in runtimes}),
+            "queue_to_coordinator": json.dumps({r: r for r in runtimes}),
         },
         "docker_runtime": {"task_execution_runtime": "docker", "container_repository": "adr-test/base"},
     }
 
 
-def write_dags(folder: Path, tasks: int, hold: int) -> None:
+def write_dags(folder: Path, runtimes: tuple[str, ...], tasks: int, sleep_tasks: int, hold: int) -> None:
     folder.mkdir(parents=True)
-    for runtime in RUNTIMES:
+    for runtime in runtimes:
         path = folder / f"bench_{runtime}.py"
         path.write_text(
             DAG_TEMPLATE.format(
-                runtime=runtime, queue=QUEUES[runtime], tasks=tasks, hold=hold, parallelism=PARALLELISM, hold_timeout=300
+                runtime=runtime,
+                queue=runtime,
+                tasks=tasks,
+                sleep_tasks=sleep_tasks,
+                sleep_seconds=SLEEP_SECONDS,
+                hold=hold,
+                parallelism=PARALLELISM,
+                hold_timeout=300,
             )
         )
         write_sidecar(path, "adr-test/base:latest")
 
 
 # -- the task log -----------------------------------------------------------------------------------------
+def _log_path(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> Path:
+    return stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / "attempt=1.log"
+
+
 def log_events(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> dict[str, dict[str, Any]]:
-    """First occurrence of each event of one try's task log (JSON lines), with its timestamp as seconds."""
-    path = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / "attempt=1.log"
+    """First occurrence of each event of one try's task log (JSON lines), with its timestamp as seconds and
+    the raw line (``_line``)."""
     events: dict[str, dict[str, Any]] = {}
-    for line in path.read_text(errors="replace").splitlines():
+    for line in _log_path(stack, dag_id, run_id, task_id).read_text(errors="replace").splitlines():
         try:
             item = json.loads(line)
         except ValueError:
@@ -133,43 +175,67 @@ def log_events(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> d
         event = str(item.get("event", ""))
         if event and event not in events and "timestamp" in item:
             item["t"] = parse_time(item["timestamp"])
+            item["_line"] = line
             events[event] = item
     return events
 
 
-def try_metrics(runtime: str, ti: dict[str, Any], events: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Seconds for each phase of one try, from Airflow's TI timestamps and its task log."""
+def pool_fields(started: dict[str, Any]) -> tuple[str, float | None]:
+    """``pool`` (hit, miss, off; "absent" when the line has no such field) and ``claim_seconds`` of a
+    "Started container" line, as keys of the JSON line or as ``key=value`` inside one of its strings."""
+    pool = started.get("pool")
+    if pool is None and (m := POOL_RE.search(started["_line"])):
+        pool = m.group(1)
+    claim = started.get("claim_seconds")
+    if claim is None and (m := CLAIM_RE.search(started["_line"])):
+        claim = m.group(1)
+    try:
+        claim = None if claim is None else float(claim)
+    except (TypeError, ValueError):
+        claim = None
+    return str(pool) if pool is not None else "absent", claim
+
+
+def try_metrics(runtime: str, ti: dict[str, Any], events: dict[str, dict[str, Any]]) -> tuple[dict[str, float], str | None]:
+    """Seconds for each phase of one try, from Airflow's TI timestamps and its task log; and for docker the
+    pool outcome of its "Started container" line. Phases whose log line is missing are left out."""
     queued, start, end = (parse_time(ti[k]) for k in ("queued_when", "start_date", "end_date"))
-    received = events["Docker runtime: queue routed to a container" if runtime == "docker" else WORKLOAD_RECEIVED]["t"]
-    first = events["::group::Pre Execute"]["t"]
-    parsed = events["Worker startup parse complete"]
-    m = {
-        "queued_to_start": start - queued,
-        "start_to_end": end - start,
-        "queued_to_end": end - queued,
-        "queued_to_workload_received": received - queued,
-        "supervisor_view": first - received,
-        "bundle_prepare": parsed["bundle_prepare_ms"] / 1000,
-        "dag_file_parse": parsed["dag_file_parse_ms"] / 1000,
-        "first_line_to_parsed": parsed["t"] - first,
-        "parsed_to_end": end - parsed["t"],
-    }
-    if runtime == "docker":
-        resolved = events["Docker runtime: resolved runtime spec"]["t"]
-        started = events["Started container"]
-        steps = {k: float(v) for k, v in TIMINGS_RE.findall(started["timings"])}
-        m.update(
-            spec_resolution=resolved - received,
-            container_image=steps["image"],
-            container_create=steps["create"],
-            container_start=steps["start"],
-            container_connect=steps["connect"],
-            launch_other=started["t"] - resolved - sum(steps.values()),
-            task_runner_import=first - started["t"],
-        )
-    else:
-        m["fork_to_first_line"] = first - received
-    return m
+    m: dict[str, float] = {"queued_to_start": start - queued, "start_to_end": end - start, "queued_to_end": end - queued}
+    received = events.get("Docker runtime: queue routed to a container" if runtime != "native" else WORKLOAD_RECEIVED)
+    first = events.get("::group::Pre Execute")
+    parsed = events.get("Worker startup parse complete")
+    if received:
+        m["queued_to_workload_received"] = received["t"] - queued
+        if first:
+            m["supervisor_view"] = first["t"] - received["t"]
+    if parsed:
+        m["bundle_prepare"] = parsed.get("bundle_prepare_ms", 0) / 1000
+        m["dag_file_parse"] = parsed.get("dag_file_parse_ms", 0) / 1000
+        m["parsed_to_end"] = end - parsed["t"]
+        if first:
+            m["first_line_to_parsed"] = parsed["t"] - first["t"]
+    if runtime == "native":
+        if received and first:
+            m["fork_to_first_line"] = first["t"] - received["t"]
+        return m, None
+    resolved = events.get("Docker runtime: resolved runtime spec")
+    started = events.get("Started container")
+    if received and resolved:
+        m["spec_resolution"] = resolved["t"] - received["t"]
+    if not started:
+        return m, "absent"
+    steps = {k: float(v) for k, v in TIMINGS_RE.findall(str(started.get("timings", "")))}
+    for key, value in steps.items():
+        m[f"launch_{key}"] = value
+    if resolved:
+        m["launch_other"] = started["t"] - resolved["t"] - sum(steps.values())
+        m["resolved_to_started"] = started["t"] - resolved["t"]
+    if first:
+        m["started_to_first_line"] = first["t"] - started["t"]
+    pool, claim = pool_fields(started)
+    if claim is not None:
+        m["claim_seconds"] = claim
+    return m, pool
 
 
 # -- start overhead ----------------------------------------------------------------------------------------
@@ -185,39 +251,107 @@ def run_dag(stack: AirflowStack, dag_id: str, timeout: float) -> tuple[str, dict
     return run_id, tis, wall
 
 
-def start_overhead(stack: AirflowStack, rounds: int, timeout: float) -> dict[str, Any]:
-    samples: dict[str, dict[str, dict[str, list[float]]]] = {shape: {r: {} for r in RUNTIMES} for shape in ("seq", "par4")}
-    walls: dict[str, dict[str, list[float]]] = {shape: {r: [] for r in RUNTIMES} for shape in ("seq", "par4")}
-    # Not counted: each LocalExecutor worker process's first try of a runtime (it builds the coordinator,
-    # imports the Docker client) and the first containers. Twice `parallelism` tries reach every worker.
-    for runtime in RUNTIMES:
-        run_dag(stack, f"bench_{runtime}_warmup", timeout)
+def _first_error(stack: AirflowStack, dag_id: str) -> str:
+    """Why a warm-up failed: the first ERROR line of its task logs or, when a try failed before its task log
+    existed (e.g. the coordinator could not be built), the last exception line of the scheduler's log."""
+    for path in sorted((stack.home / "logs" / f"dag_id={dag_id}").rglob("*.log")):
+        for line in _read(str(path)).splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if str(item.get("level", "")).lower() in ("error", "critical"):
+                text = f"{item.get('event', '')} {item.get('error_detail', '') or item.get('exception', '') or ''}"
+                return re.sub(r"\s+", " ", text)[:300]
+    errors = re.findall(r"^\s*(\w[\w.]*(?:Error|Exception): .*)$", _read(str(stack.home / "scheduler.log")), re.M)
+    return errors[-1][:300] if errors else ""
+
+
+def warm_up(stack: AirflowStack, runtimes: tuple[str, ...], timeout: float) -> dict[str, str]:
+    """One uncounted run per queue (each LocalExecutor worker process builds its coordinators, pools fill,
+    fork servers start); returns ``{runtime: why}`` for the queues whose warm-up failed or took longer than
+    ``timeout`` (a try whose coordinator cannot be built stays queued until Airflow gives up on it; its run
+    is then marked failed so that it holds nothing)."""
+    unavailable = {}
+    for runtime in runtimes:
+        dag_id = f"bench_{runtime}_warmup"
+        began = time.monotonic()
+        run_id = stack.trigger(dag_id)
+        try:
+            state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
+        except TimeoutError:
+            state = f"not finished after {timeout:g}s"
+            stack.api.patch(f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+        if state == "success":
+            print(f"tasks: warm-up {runtime}: {time.monotonic() - began:.1f}s", file=sys.stderr, flush=True)
+            continue
+        unavailable[runtime] = f"warm-up run {state}; {_first_error(stack, dag_id)}".strip("; ")
+        print(f"tasks: warm-up {runtime} failed, not measured: {unavailable[runtime]}", file=sys.stderr, flush=True)
+    return unavailable
+
+
+COMPARED = ("queued_to_start", "start_to_end", "queued_to_end", "supervisor_view")
+
+
+def start_overhead(stack: AirflowStack, runtimes: tuple[str, ...], rounds: int, timeout: float) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for shape, spec in SHAPES.items():
+        result[shape] = {
+            "concurrency": spec["concurrency"],
+            "body": spec["body"],
+            "runtimes": [r for r in spec["runtimes"] if r in runtimes],
+        }
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {sh: {r: {} for r in runtimes} for sh in SHAPES}
+    walls: dict[str, dict[str, list[float]]] = {sh: {r: [] for r in runtimes} for sh in SHAPES}
+    rates: dict[str, dict[str, list[float]]] = {sh: {r: [] for r in runtimes} for sh in SHAPES}
+    pools: dict[str, dict[str, dict[str, int]]] = {sh: {r: {} for r in runtimes} for sh in SHAPES}
     for rnd in range(rounds):
-        for shape in ("seq", "par4"):
-            order = RUNTIMES if rnd % 2 == 0 else tuple(reversed(RUNTIMES))
-            for runtime in order:
+        for shape in SHAPES:
+            members = result[shape]["runtimes"]
+            for runtime in members if rnd % 2 == 0 else list(reversed(members)):
                 dag_id = f"bench_{runtime}_{shape}"
                 run_id, tis, wall = run_dag(stack, dag_id, timeout)
                 walls[shape][runtime].append(wall)
+                first_queued = min(parse_time(ti["queued_when"]) for ti in tis.values())
+                last_end = max(parse_time(ti["end_date"]) for ti in tis.values())
+                rates[shape][runtime].append(len(tis) / (last_end - first_queued))
                 for task_id, ti in tis.items():
-                    metrics = try_metrics(runtime, ti, log_events(stack, dag_id, run_id, task_id))
+                    metrics, pool = try_metrics(runtime, ti, log_events(stack, dag_id, run_id, task_id))
                     for key, value in metrics.items():
                         samples[shape][runtime].setdefault(key, []).append(value)
-                print(f"tasks: round {rnd + 1} {dag_id}: {len(tis)} tries in {wall:.1f}s", file=sys.stderr, flush=True)
-    result: dict[str, Any] = {}
-    for shape, by_runtime in samples.items():
-        cell: dict[str, Any] = {r: {k: summary(v) for k, v in by_runtime[r].items()} for r in RUNTIMES}
-        for r in RUNTIMES:
+                    if pool is not None:
+                        pools[shape][runtime][pool] = pools[shape][runtime].get(pool, 0) + 1
+                print(
+                    f"tasks: round {rnd + 1} {dag_id}: {len(tis)} tries in {wall:.1f}s, {rates[shape][runtime][-1]:.2f}/s, "
+                    f"pool {pools[shape][runtime] or '-'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    for shape, cell in result.items():
+        for r in cell["runtimes"]:
+            cell[r] = {k: summary(v) for k, v in samples[shape][r].items()}
             cell[r]["dag_run_wall_seconds"] = summary(walls[shape][r], 1)
-        cell["docker_over_native"] = {
-            k: ratio(cell["docker"][k]["p50"], cell["native"][k]["p50"])
-            for k in ("queued_to_start", "start_to_end", "queued_to_end", "supervisor_view")
-        }
-        cell["docker_minus_native_p50"] = {
-            k: round(cell["docker"][k]["p50"] - cell["native"][k]["p50"], 3)
-            for k in ("queued_to_start", "start_to_end", "queued_to_end", "supervisor_view")
-        }
-        result[shape] = cell
+            cell[r]["tries_per_second"] = summary(rates[shape][r], 3)
+            if r != "native":
+                counts = pools[shape][r]
+                cell[r]["pool"] = counts
+                known = sum(counts.get(k, 0) for k in ("hit", "miss"))
+                cell[r]["pool_hit_rate"] = round(counts.get("hit", 0) / known, 3) if known else None
+        cell["vs_native"] = {}
+        if "native" not in cell["runtimes"]:
+            continue
+        native = cell["native"]
+        for r in cell["runtimes"]:
+            if r == "native":
+                continue
+            ratio, minus = {}, {}
+            for k in COMPARED:
+                if k in cell[r] and k in native and native[k]["p50"]:
+                    ratio[k] = round(cell[r][k]["p50"] / native[k]["p50"], 2)
+                    minus[k] = round(cell[r][k]["p50"] - native[k]["p50"], 3)
+            tps = cell[r]["tries_per_second"]["p50"], native["tries_per_second"]["p50"]
+            ratio["tries_per_second"] = round(tps[0] / tps[1], 2) if tps[0] and tps[1] else None
+            cell["vs_native"][r] = {"ratio_p50": ratio, "minus_p50": minus}
     return result
 
 
@@ -296,23 +430,39 @@ def _daemon_usage() -> dict[str, float]:
     return process_usage(pids)
 
 
-def sample_footprint(runtime: str, scheduler_pid: int, ti_ids: list[str]) -> list[dict[str, dict[str, float]]]:
+def container_usage(cid: str, procs: dict[int, tuple[int, str]]) -> dict[str, dict[str, float]]:
+    """One container (full id): its processes (found by their cgroup), its cgroup and its containerd shim
+    (the parent of the container's init)."""
+    init_pid = int(_docker("inspect", "--format", "{{.State.Pid}}", cid))
+    in_container = [pid for pid in procs if cid in _read(f"/proc/{pid}/cgroup")]
+    return {
+        "container_processes": process_usage(in_container),
+        "container_cgroup": cgroup_memory(cid),
+        "containerd_shim": process_usage([procs[init_pid][0]] if init_pid in procs else []),
+    }
+
+
+def _container_of(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> str:
+    """The full id of a try's container, from its "Started container" line (a container claimed from the
+    pool carries no try labels, so the log is the one place that names it for every runtime)."""
+    started = log_events(stack, dag_id, run_id, task_id)["Started container"]
+    return _docker("inspect", "--format", "{{.Id}}", str(started["container_id"]))
+
+
+def sample_footprint(
+    stack: AirflowStack, runtime: str, scheduler_pid: int, dag_id: str, run_id: str, tis: dict[str, dict[str, Any]]
+) -> list[dict[str, dict[str, float]]]:
     """One sample: per running try, the worker-side processes and (docker) the container."""
     procs = _processes()
     workers = _descendants(procs, scheduler_pid)
     rows = []
-    for ti_id in ti_ids:
-        supervisor = next(pid for pid in workers if procs[pid][1].endswith(f"LocalExecutor: {ti_id}"))
+    for task_id, ti in tis.items():
+        supervisor = next(pid for pid in workers if procs[pid][1].endswith(f"LocalExecutor: {ti['id']}"))
         row = {"supervisor": process_usage([supervisor])}
         if runtime == "native":
             row["task_runner"] = process_usage(_descendants(procs, supervisor))
         else:
-            cid = _docker("ps", "-q", "--no-trunc", "--filter", f"label=airflow-docker-runtime.ti_id={ti_id}")
-            init_pid = int(_docker("inspect", "--format", "{{.State.Pid}}", cid))
-            in_container = [pid for pid in procs if cid in _read(f"/proc/{pid}/cgroup")]
-            row["container_processes"] = process_usage(in_container)
-            row["container_cgroup"] = cgroup_memory(cid)
-            row["containerd_shim"] = process_usage([procs[init_pid][0]])
+            row.update(container_usage(_container_of(stack, dag_id, run_id, task_id), procs))
         rows.append(row)
     return rows
 
@@ -324,14 +474,25 @@ def _read(path: str) -> str:
         return ""
 
 
-def footprint(stack: AirflowStack, hold: int, timeout: float) -> dict[str, Any]:
+def _medians(samples: list[list[dict[str, dict[str, float]]]]) -> dict[str, dict[str, float]]:
+    """Median over samples and rows of every ``part -> key -> value``."""
+    per_part: dict[str, dict[str, list[float]]] = {}
+    for sample in samples:
+        for row in sample:
+            for part, values in row.items():
+                for key, value in values.items():
+                    per_part.setdefault(part, {}).setdefault(key, []).append(value)
+    return {part: {key: round(statistics.median(v), 1) for key, v in values.items()} for part, values in per_part.items()}
+
+
+def footprint(stack: AirflowStack, runtimes: tuple[str, ...], hold: int, timeout: float) -> dict[str, Any]:
     release = stack.dags_folder / ".bench-release"
     scheduler_pid = stack.procs["scheduler"].pid
     result: dict[str, Any] = {"tasks_held": hold}
     procs = _processes()
     idle = [pid for pid in _descendants(procs, scheduler_pid) if procs[pid][1].endswith("LocalExecutor: <idle>")]
     result["idle_worker"] = {k: round(v / max(1, len(idle)), 1) for k, v in process_usage(idle).items()}
-    for runtime in RUNTIMES:
+    for runtime in runtimes:
         release.unlink(missing_ok=True)
         daemons_idle = _daemon_usage()
         dag_id = f"bench_{runtime}_hold"
@@ -344,10 +505,9 @@ def footprint(stack: AirflowStack, hold: int, timeout: float) -> dict[str, Any]:
                 and tis
             )
             tis = wait_for(holding, timeout=timeout, interval=0.5, what=f"{hold} {runtime} tasks holding")
-            ti_ids = [ti["id"] for ti in tis.values()]
             samples = []
             for _ in range(5):
-                samples.append(sample_footprint(runtime, scheduler_pid, ti_ids))
+                samples.append(sample_footprint(stack, runtime, scheduler_pid, dag_id, run_id, tis))
                 time.sleep(0.5)
             daemons_busy = _daemon_usage()
         finally:
@@ -355,15 +515,7 @@ def footprint(stack: AirflowStack, hold: int, timeout: float) -> dict[str, Any]:
         state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
         if state != "success":
             raise RuntimeError(f"{dag_id} ended {state}")
-        per_part: dict[str, dict[str, list[float]]] = {}
-        for sample in samples:
-            for row in sample:
-                for part, values in row.items():
-                    for key, value in values.items():
-                        per_part.setdefault(part, {}).setdefault(key, []).append(value)
-        result[runtime] = {
-            part: {key: round(statistics.median(v), 1) for key, v in values.items()} for part, values in per_part.items()
-        }
+        result[runtime] = _medians(samples)
         result[runtime]["docker_daemons_rss_delta_per_task_mib"] = round(
             (daemons_busy["rss_mib"] - daemons_idle["rss_mib"]) / hold, 1
         )
@@ -372,45 +524,109 @@ def footprint(stack: AirflowStack, hold: int, timeout: float) -> dict[str, Any]:
     return result
 
 
+def _pooled_containers() -> list[str]:
+    ids = _docker("ps", "-q", "--no-trunc", "--filter", f"label={POOLED_LABEL}", "--filter", "status=running").split()
+    names = {cid: _docker("inspect", "--format", "{{.Name}}", cid).lstrip("/") for cid in ids}
+    return [cid for cid, name in names.items() if name.startswith(POOLED_NAME_PREFIX)]
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        fields = _read(f"/proc/{pid}/stat").rsplit(")", 1)[-1].split()
+        total += int(fields[11]) + int(fields[12]) if len(fields) > 12 else 0  # utime + stime
+    return total
+
+
+def pool_idle_footprint(wait: float = 60, appear: float = 20) -> dict[str, Any]:
+    """Memory of the idle pooled containers, once they exist (within ``appear`` seconds) and their
+    interpreters stopped using CPU (the import done, within ``wait``): per container, its processes (tini,
+    bootstrap) and its containerd shim; medians of three samples over every pooled container."""
+    began = time.monotonic()
+    settled: list[str] = []
+    while time.monotonic() < began + wait:
+        ids = _pooled_containers()
+        if not ids and time.monotonic() > began + appear:
+            break
+        if ids:
+            procs = _processes()
+            pids = [pid for pid in procs if any(cid in _read(f"/proc/{pid}/cgroup") for cid in ids)]
+            before = _cpu_ticks(pids)
+            time.sleep(1.0)
+            if _cpu_ticks(pids) - before <= 2 and set(_pooled_containers()) == set(ids):  # <= 20 ms of CPU in 1 s
+                settled = ids
+                break
+        else:
+            time.sleep(1.0)
+    if not settled:
+        found = _pooled_containers()
+        why = "not settled (still using CPU)" if found else f"no running container labelled {POOLED_LABEL} named {POOLED_NAME_PREFIX}*"
+        print(f"tasks: idle pool footprint not measured: {why}", file=sys.stderr, flush=True)
+        return {"containers": len(found), "measured": False, "why": why}
+    samples = []
+    for _ in range(3):
+        procs = _processes()
+        samples.append([container_usage(cid, procs) for cid in settled if cid in _pooled_containers()])
+        time.sleep(0.5)
+    result: dict[str, Any] = {"containers": len(settled), "measured": True, **_medians(samples)}
+    result["pss_mib"] = round(result["container_processes"]["pss_mib"] + result["containerd_shim"]["pss_mib"], 1)
+    print(f"tasks: idle pool footprint: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
 def _log_has(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, text: str) -> bool:
-    path = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}" / "attempt=1.log"
-    return text in _read(str(path))
+    return text in _read(str(_log_path(stack, dag_id, run_id, task_id)))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=30, help="no-op tasks per DAG run")
-    parser.add_argument("--rounds", type=int, default=1, help="DAG runs per runtime and shape")
+    parser.add_argument("--tasks", type=int, default=30, help="no-op tasks per DAG run (seq, par4)")
+    parser.add_argument("--sleep-tasks", type=int, default=16, help="tasks per par4_sleep2 DAG run (each sleeps 2 s)")
+    parser.add_argument("--rounds", type=int, default=2, help="DAG runs per runtime and shape")
     parser.add_argument("--hold", type=int, default=PARALLELISM, help="tasks running at once for the footprint")
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated subset of {','.join(RUNTIMES)}")
     parser.add_argument("--timeout", type=float, default=600, help="seconds any one DAG run may take")
+    parser.add_argument("--warmup-timeout", type=float, default=120, help="seconds a queue's warm-up run may take")
     parser.add_argument("--keep", action="store_true", help="keep the temporary AIRFLOW_HOME (logs) for inspection")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    runtimes = tuple(r for r in RUNTIMES if r in {x.strip() for x in args.runtimes.split(",")})
+    if "native" not in runtimes:
+        parser.error("--runtimes must include native (everything is compared with it)")
 
     tmp = Path(tempfile.mkdtemp(prefix="adr-bench-tasks-"))
-    write_dags(tmp / "dags", args.tasks, args.hold)
+    write_dags(tmp / "dags", runtimes, args.tasks, args.sleep_tasks, args.hold)
     stack = AirflowStack(
         tmp / "home",
         tmp / "dags",
         db_url=pg_database("airflow_bench"),
-        config=stack_config(),
+        config=stack_config(runtimes),
         components=("api-server", "scheduler", "dag-processor"),
-        extra_env={"PYTHONPATH": str(REPO)},
+        extra_env={"PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))},
     )
     try:
         with stack:
-            stack.wait_for_dags([f"bench_{r}_{s}" for r in RUNTIMES for s in ("warmup", "seq", "par4", "hold")])
+            stack.wait_for_dags([f"bench_{r}_{s}" for r in runtimes for s in ("warmup", *SHAPES, "hold")])
+            unavailable = warm_up(stack, runtimes, min(args.timeout, args.warmup_timeout))
+            measured = tuple(r for r in runtimes if r not in unavailable)
             result = {
                 "config": {
                     "executor": "LocalExecutor",
                     "parallelism": PARALLELISM,
                     "tasks_per_run": args.tasks,
+                    "sleep_tasks_per_run": args.sleep_tasks,
+                    "sleep_seconds": SLEEP_SECONDS,
                     "rounds": args.rounds,
                     "database": "PostgreSQL (airflow_bench)",
                     "image": "adr-test/base:latest",
+                    "runtimes": list(runtimes),
+                    "coordinators": {r: COORDINATORS[r] for r in runtimes},
+                    "shapes": {k: {"concurrency": v["concurrency"], "body": v["body"]} for k, v in SHAPES.items()},
                 },
-                "start_overhead": start_overhead(stack, args.rounds, args.timeout),
-                "footprint": footprint(stack, args.hold, args.timeout),
+                "unavailable": unavailable,
+                "pool_idle": pool_idle_footprint() if "docker" in measured else {"measured": False, "why": "docker queue unavailable"},
+                "start_overhead": start_overhead(stack, measured, args.rounds, args.timeout),
+                "footprint": footprint(stack, tuple(r for r in FOOTPRINT_RUNTIMES if r in measured), args.hold, args.timeout),
             }
     finally:
         if args.keep:
