@@ -80,7 +80,7 @@ def config_sections() -> dict[str, Any]:
     base["warm_pool_max_memory"] = _option(
         "Warm pool (tasks): no further pooled container starts while the idle ones use this much memory (their "
         "cgroups' current usage), e.g. 2g.",
-        "2g",
+        "1g",
     )
     base["warm_pool_idle_timeout"] = _option(
         "Warm pool (tasks): seconds after the last claim for a runtime spec before its idle containers are stopped.",

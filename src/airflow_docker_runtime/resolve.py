@@ -35,7 +35,7 @@ from airflow_docker_runtime.layers import (
     volume_file_layer,
 )
 from airflow_docker_runtime.policy import SidecarPolicy, check_any_layer, check_host_environment
-from airflow_docker_runtime.spec import DEFAULTS, RuntimeOptions, RuntimeSpec, merge_layers
+from airflow_docker_runtime.spec import DEFAULTS, PURPOSE_DEFAULTS, RuntimeOptions, RuntimeSpec, merge_layers
 
 ImageHook = Callable[[str], str]
 
@@ -74,6 +74,8 @@ def operator_layers(
 ) -> list[tuple[str, RuntimeOptions]]:
     """Layers 1-4: what the operator configured for ``purpose``, before any DAG file is involved."""
     layers: list[tuple[str, RuntimeOptions]] = [("default", RuntimeOptions.model_validate(DEFAULTS))]
+    if purpose in PURPOSE_DEFAULTS:
+        layers.append(("default", RuntimeOptions.model_validate(PURPOSE_DEFAULTS[purpose])))
     layers += config_layers(purpose, read_config)
     if coordinator_options:
         source = f"[sdk] coordinators {coordinator_name or ''}".rstrip()

@@ -479,6 +479,10 @@ DEFAULTS: dict[str, Any] = {
 }
 """Built-in defaults (the AIP's where it gives one, ADR 0008's hardened profile). ``airflow.cfg`` overrides them."""
 
+PURPOSE_DEFAULTS: dict[str, dict[str, Any]] = {"parse": {"fork_server": True}}
+"""Built-in defaults for one purpose only: DAG files are parsed by fork servers unless the operator sets
+``fork_server = False`` (one container per parse, the strict setting; ADR 0007)."""
+
 
 class RuntimeSpec(BaseModel):
     """How to run one task try or one parse of a DAG file in a container: every value resolved."""

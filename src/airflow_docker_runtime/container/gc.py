@@ -47,6 +47,8 @@ class Finding:
 
 
 def _what(labels: dict[str, str]) -> str:
+    if labels.get("pooled") == "true":  # started by a warm pool; its try's identity is only in its name
+        return f"pooled (warm pool pid {labels.get(owner.PID)})"
     if labels.get("kind") == "task":
         return f"{labels.get('dag_id')}.{labels.get('task_id')} run={labels.get('run_id')} try={labels.get('try_number')}"
     return labels.get("dag_file", "")

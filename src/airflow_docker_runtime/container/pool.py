@@ -55,6 +55,9 @@ IDENTITY_LABELS = frozenset(
 """Labels that name a try or its supervisor: unknown when a pooled container is created, so not in a key."""
 
 MESSAGE_SIZE = 1 << 20
+IDLE_CPU_SHARES = 2
+"""CPU weight of a pooled container until it is claimed (Docker's default, and a claimed one's, is 1024)."""
+RUNNING_CPU_SHARES = 1024
 
 
 def serves(spec: RuntimeSpec, kind: str) -> bool:
@@ -237,8 +240,7 @@ def claim(
             process.host_pid = int(reply["pid"])
             process.lifeline, process.connected = conn, True
             process.on_removed.append(lambda: pool.done(reply["id"]))
-            process.start_waiting()
-            threading.Thread(target=_rename, args=(client, reply["id"], name), name="adr-pool-rename", daemon=True).start()
+            process.start_waiting(first=lambda: _adopt(client, reply["id"], name))
             return process, time.monotonic() - started
         conn.close()
         remove_container(client, reply["id"])
@@ -262,8 +264,13 @@ def _hand_over(conn: socket.socket, child_ends: tuple[socket.socket, ...]) -> bo
     return True
 
 
-def _rename(client: docker.DockerClient, container_id: str, name: str) -> None:
-    """Give a claimed container the try's deterministic name (a leftover of the same name is removed)."""
+def _adopt(client: docker.DockerClient, container_id: str, name: str) -> None:
+    """Make a claimed container the try's: the normal CPU weight, and the try's deterministic name (a
+    leftover of the same name is removed). Off the try's path: the try already runs."""
+    try:
+        client.api.update_container(container_id, cpu_shares=RUNNING_CPU_SHARES)
+    except Exception:  # gone already (the try ended): nothing to adopt
+        return
     for _ in range(2):
         try:
             client.api.rename(container_id, name)

@@ -40,6 +40,7 @@ from typing import Any
 from airflow_docker_runtime.container import owner
 from airflow_docker_runtime.container.client import docker_client, remove_container
 from airflow_docker_runtime.container.docker_args import LABEL_PREFIX, RUN_DIR_IN_CONTAINER
+from airflow_docker_runtime.container.pool import IDLE_CPU_SHARES
 from airflow_docker_runtime.container.rundir import RunDir
 from airflow_docker_runtime.spec import parse_size
 
@@ -195,6 +196,8 @@ class PoolServer:
             # A ready container first; else one still importing: it is further along than a cold start.
             candidates = [e for e in pool.entries if e.ready] or pool.entries
             entry = candidates[0] if candidates else None
+            if entry is None or not entry.ready:  # tries come faster than containers get ready: keep more
+                pool.target = min(pool.size, pool.target + 1)
         if entry is None:
             self._send(client, {"hit": False})
             return
@@ -263,6 +266,9 @@ class PoolServer:
             kwargs["command"] = [*kwargs["command"][:-1], f"pooled-{kwargs['command'][-1]}"]
             kwargs["name"] = f"adr-pool-{pool.key[:8]}-{uuid.uuid4().hex[:8]}"
             kwargs["labels"] = {**kwargs.get("labels", {}), **self.owner_labels, POOLED_LABEL: "true"}
+            # Idle containers import Airflow at the lowest CPU weight, so they never slow a running try; the
+            # worker that claims one gives it the normal weight back (pool.IDLE_CPU_SHARES).
+            kwargs["cpu_shares"] = IDLE_CPU_SHARES
             run_dir.listen(kwargs.get("user"))
             container = self.client.containers.create(**kwargs)
             container_id = container.id
@@ -382,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docker", required=True, help="Docker daemon URL (socket_path)")
     parser.add_argument("--listen", required=True, type=Path, help="this server's unix socket")
     parser.add_argument("--max-containers", type=int, default=8)
-    parser.add_argument("--max-memory", default="2g")
+    parser.add_argument("--max-memory", default="1g")
     parser.add_argument("--idle-timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     server = PoolServer(args.docker, args.listen, args.max_containers, parse_size(args.max_memory) if args.max_memory else None, args.idle_timeout)

@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,7 @@ class ContainerProcess:
         # at once instead of at its next heartbeat (a container's exit is not a child's SIGCHLD).
         self.exit_signal, self._exit_notifier = socket.socketpair()
         self._removed = threading.Event()
+        self._first: Callable[[], None] | None = None
         self.on_removed: list = []
         """Called (no arguments) once the container and its run directory are gone."""
         self._waiter = threading.Thread(target=self._wait_for_exit, name=f"adr-wait-{container_id[:12]}", daemon=True)
@@ -138,6 +140,8 @@ class ContainerProcess:
     # -- lifecycle ------------------------------------------------------------------------------------
     def _wait_for_exit(self) -> None:
         try:
+            if self._first is not None:
+                self._first()
             try:
                 result = self.client.api.wait(self.id)
                 state = self.client.api.inspect_container(self.id)["State"]
@@ -158,15 +162,20 @@ class ContainerProcess:
                 if self.lifeline is not None:
                     self.lifeline.close()
             if self.spec.remove_container_after_exit:
-                remove_container(self.client, self.id)
+                try:
+                    remove_container(self.client, self.id)
+                except Exception:  # the daemon went away: `gc` removes the exited container later
+                    pass
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self._removed.set()
             for callback in self.on_removed:
                 callback()
 
-    def start_waiting(self) -> None:
-        """Start the thread that notices the container's exit (once the container has started)."""
+    def start_waiting(self, first: Callable[[], None] | None = None) -> None:
+        """Start the thread that notices the container's exit (once the container has started); it runs
+        ``first`` before it waits (one thread, not two, on the try's start path)."""
+        self._first = first
         self._waiter.start()
 
     @property
