@@ -1,4 +1,4 @@
-"""DAG parsing with `fork_server = True`: one long-lived container per parsing spec forks a child per file."""
+"""DAG parsing with the default `fork_server = True`: one long-lived container per parsing spec forks a child per file."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def fork_stack(tmp_path_factory, docker_client):
     assert not servers(docker_client), "a fork server of an earlier run is still running"
     tmp = tmp_path_factory.mktemp("forkserver")
     config = docker_config(scheduler_dag_parsing_runtime="docker")
-    config["scheduler_dag_parsing_docker_runtime"] = {"fork_server": "True"}
+    # No fork_server setting: fork servers are the default for parsing.
     config["dag_processor"] = {"dag_file_processor_timeout": "15"}
     stack = AirflowStack(
         tmp / "home", dags_folder(tmp, PARSE_DAGS), db_url=PG_URL, config=config, dag_processor=("docker-runtime", "dag-processor")

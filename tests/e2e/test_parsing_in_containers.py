@@ -23,6 +23,8 @@ def parsing_stack(tmp_path_factory, docker_client):
     require(postgres_answers(), "PostgreSQL does not answer on 127.0.0.1:5432 (run scripts/ensure-postgres.sh)")
     tmp = tmp_path_factory.mktemp("parsing")
     config = docker_config(scheduler_dag_parsing_runtime="docker")
+    # The strict setting: one container per parse (the default, a fork server per spec, has its own tests).
+    config["scheduler_dag_parsing_docker_runtime"] = {"fork_server": "False"}
     config["dag_processor"] = {"dag_file_processor_timeout": "15"}
     # What a killed predecessor left: the processor must remove it when it starts (gc_on_start).
     test_id = uuid.uuid4().hex[:12]
