@@ -142,7 +142,8 @@ def test(args) -> None:
         )
         bundle = BundleInfo(name=ti.dag_model.bundle_name, version=ti.dag_run.bundle_version)
         logger = structlog.wrap_logger(structlog.PrintLogger(sys.stdout), processors=[structlog.dev.ConsoleRenderer(colors=False)])
-        result = DockerCoordinator().run_in_container(
+        # One try and the process ends: warming a pool for it would only start containers to throw away.
+        result = DockerCoordinator(warm_pool_size=0).run_in_container(
             what=what,
             dag_rel_path=ti.dag_model.relative_fileloc,
             bundle_info=bundle,
