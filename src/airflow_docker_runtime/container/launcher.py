@@ -26,6 +26,7 @@ from airflow_docker_runtime.container.client import docker_client, ensure_image,
 from airflow_docker_runtime.container.docker_args import LaunchRequest, create_kwargs
 from airflow_docker_runtime.container.process import ContainerProcess, Timings
 from airflow_docker_runtime.container.rundir import HANDSHAKE, RunDir
+from airflow_docker_runtime.container.volumes import ensure_volumes_exist
 from airflow_docker_runtime.errors import ContainerStartupError, DaemonUnreachable, ImageNotFound
 from airflow_docker_runtime.layers import host_environment
 from airflow_docker_runtime.spec import RuntimeSpec
@@ -54,6 +55,7 @@ def launch(
     t0 = time.monotonic()
     client = docker_client(spec.socket_path)
     image = ensure_image(client, spec)
+    ensure_volumes_exist(client, spec)  # a named volume that does not exist is refused, never created
     timings.image = time.monotonic() - t0
     env = host_env if host_env is not None else host_environment(spec.environment_variables_from_host)
     image_user = (image.get("Config") or {}).get("User") or None
