@@ -19,7 +19,7 @@ from airflow.sdk.execution_time.coordinator import BaseCoordinator, _PythonCoord
 from airflow.sdk.execution_time.supervisor import ActivitySubprocess
 
 from airflow_docker_runtime.container.docker_args import container_name, forwarded_config
-from airflow_docker_runtime.container.gc import sweep_on_start
+from airflow_docker_runtime.container.gc import sweep_if_due, sweep_on_start
 from airflow_docker_runtime.container.forkserver import ForkedChild, launch_forked
 from airflow_docker_runtime.container.launcher import launch
 from airflow_docker_runtime.container.process import ContainerProcess
@@ -127,6 +127,7 @@ class DockerCoordinator(BaseCoordinator):
             dag_file = Path(bundle.path, dag_rel_path)
             resolution = resolve(dag_file, purpose="task", task_id=what.task_id, coordinator_options=self.options)
             task_log.info("Docker runtime: resolved runtime spec", image=resolution.spec.image, sidecar=str(resolution.sidecar or "none"))
+            sweep_if_due([resolution.spec.socket_path])
             proc = start_in_container(
                 ContainerActivitySubprocess,
                 spec=resolution.spec,

@@ -31,7 +31,7 @@ FEATURE_FLAGS: dict[str, str] = {
     "task": "task_execution_runtime",
     "parse": "scheduler_dag_parsing_runtime",
 }
-PROCESS_OPTIONS = ("gc_on_start", "warm_pool_max_containers", "warm_pool_max_memory", "warm_pool_idle_timeout")
+PROCESS_OPTIONS = ("gc_on_start", "gc_interval", "warm_pool_max_containers", "warm_pool_max_memory", "warm_pool_idle_timeout")
 """Options of ``[docker_runtime]`` that configure the worker or DAG processor, not a container."""
 POLICY_SECTION = "docker_runtime_policy"
 
@@ -209,6 +209,19 @@ def load_yaml_text(text: str, source: str) -> Any:
     finally:
         if loader is not None:
             loader.dispose()
+
+
+def gc_interval(read: ConfigReader = airflow_config_reader) -> float:
+    """``[docker_runtime] gc_interval``: seconds between a worker's or DAG processor's sweeps of orphaned
+    and left-behind containers (default 600; 0 sweeps only on start)."""
+    value = _section(read, BASE_SECTION).get("gc_interval", 600)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise RuntimeSpecError(f"[{BASE_SECTION}]", "gc_interval", f"expected a number of seconds, got {str(value)[:40]!r}") from None
+    if seconds < 0:
+        raise RuntimeSpecError(f"[{BASE_SECTION}]", "gc_interval", "must not be negative")
+    return seconds
 
 
 def read_yaml_file(path: Path) -> Any:

@@ -72,6 +72,11 @@ def config_sections() -> dict[str, Any]:
         "first uses the docker runtime; the sweep runs in the background. See `airflow docker-runtime gc`.",
         True,
     )
+    base["gc_interval"] = _option(
+        "Seconds between sweeps of orphaned and left-behind containers by each worker and DAG processor process "
+        "(checked at every try and parse; a failed sweep is retried at the next one). 0: sweep only on start.",
+        600,
+    )
     base["warm_pool_max_containers"] = _option(
         "Warm pool (tasks): the most idle or starting pooled containers this host keeps, over all runtime specs. "
         "See warm_pool_size and docs/how-it-works.md.",

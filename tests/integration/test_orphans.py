@@ -114,3 +114,43 @@ def test_container_stops_when_its_supervisor_is_killed_and_gc_removes_it(tmp_pat
     finally:
         supervisor.kill()
         remove_test_containers(docker_client, test_id)
+
+
+def test_a_container_whose_removal_failed_is_removed_by_the_next_sweep(docker_client, test_id, monkeypatch):
+    """Its owner lives but did not remove it (the daemon was down at that moment): a sweep removes it once it
+    has been exited for LEFT_BEHIND_SECONDS; a running one, or a kept one, is left."""
+    host = f"adr-itest-{test_id}"
+    alive = {**owner.owner_labels(), "worker": host}
+    try:
+        exited = managed_container(docker_client, test_id, "exited", alive, running=False)
+        running = managed_container(docker_client, test_id, "running", alive)
+        kept = managed_container(docker_client, test_id, "kept", {**alive, "keep": "true"}, running=False)
+        assert {f.name: f.action for f in gc.sweep(docker_client, dry_run=True, host=host)}[exited.name] == "left"  # just exited
+
+        monkeypatch.setattr(gc, "LEFT_BEHIND_SECONDS", 0.0)
+        findings = {f.name: f for f in gc.sweep(docker_client, host=host)}
+        assert findings[exited.name].action == "removed"
+        assert "not removed by its owner" in findings[exited.name].reason
+        assert findings[running.name].action == findings[kept.name].action == "left"
+    finally:
+        remove_test_containers(docker_client, test_id)
+
+
+def test_a_failed_sweep_is_tried_again_and_a_successful_one_waits_for_the_interval(monkeypatch):
+    calls = []
+
+    def sweep(client, **kwargs):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise ConnectionError("the daemon is down")
+        return []
+
+    monkeypatch.setattr(gc, "sweep", sweep)
+    monkeypatch.setattr(gc, "docker_client", lambda path: object())
+    monkeypatch.setattr(gc, "sweep_run_dirs", lambda: [])
+    path = f"unix:///tmp/adr-itest-{time.monotonic_ns()}.sock"
+    for expected in (1, 2):  # the first fails: the next call sweeps again
+        gc.sweep_in_background(path, every=3600).join()
+        assert len(calls) == expected
+    assert gc.sweep_in_background(path, every=3600) is None  # succeeded just now: not due
+    assert gc.sweep_in_background(path, every=0.0) is not None  # due at once with a zero interval

@@ -13,6 +13,8 @@ import re
 import shutil
 import socket
 import threading
+import time
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +72,8 @@ def sweep(
         state = summary.get("State", "")
         verdict = owner.judge(labels, host=host, boot=boot)
         kept = labels.get(owner.KEEP) == "true" and not include_kept
+        if not verdict.orphan and not kept and state in ("exited", "dead", "created"):
+            verdict = _left_behind(client, summary["Id"], state) or verdict
         if not verdict.orphan or (kept and state != "running"):
             action = "left"
         elif kept:  # an orphan someone asked to keep: stop it, leave it for inspection
@@ -79,6 +83,28 @@ def sweep(
         reason = verdict.reason + (" (kept: remove_container_after_exit = False)" if kept and verdict.orphan else "")
         findings.append(Finding(name, summary["Id"][:12], state, labels.get("kind", "?"), _what(labels), reason, action))
     return findings
+
+
+LEFT_BEHIND_SECONDS = 120.0
+"""A container that exited (or was never started) this long ago while its owner lives was not removed by
+it: its removal failed (the daemon was down at that moment) or its launch died half-way. Its owner
+removes a container within seconds of its exit, so after this long nobody else will."""
+
+
+def _left_behind(client: docker.DockerClient, container_id: str, state: str) -> owner.Verdict | None:
+    try:
+        info = client.api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        return None
+    stamp = info["Created"] if state == "created" else info["State"].get("FinishedAt", "")
+    try:
+        when = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00" if "." in stamp else stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    age = (datetime.now(timezone.utc) - when).total_seconds()
+    if age < LEFT_BEHIND_SECONDS:
+        return None
+    return owner.Verdict(True, f"{state} {age:.0f}s ago and not removed by its owner (its removal failed)")
 
 
 def _remove(client: docker.DockerClient, container_id: str) -> str:
@@ -111,17 +137,21 @@ def sweep_run_dirs(base: Path = RUN_DIR_BASE, *, dry_run: bool = False) -> list[
     return gone
 
 
-_swept: set[str] = set()
+_last_sweep: dict[str, float] = {}
+"""When each daemon was last swept successfully by this process (monotonic); absent: never."""
+_sweeping: set[str] = set()
 _swept_lock = threading.Lock()
 
 
-def sweep_once_in_background(socket_path: str) -> threading.Thread | None:
-    """Sweep ``socket_path``'s daemon once per process, off the caller's thread (a worker's first task,
-    a DAG processor's start): a restarted worker removes its predecessor's orphans by itself."""
+def sweep_in_background(socket_path: str, every: float | None = None) -> threading.Thread | None:
+    """Sweep ``socket_path``'s daemon off the caller's thread, unless this process swept it successfully
+    less than ``every`` seconds ago (``None``: once per process). A failed sweep (the daemon was down) is
+    tried again the next time this is called."""
     with _swept_lock:
-        if socket_path in _swept:
+        last = _last_sweep.get(socket_path)
+        if socket_path in _sweeping or (last is not None and (every is None or time.monotonic() - last < every)):
             return None
-        _swept.add(socket_path)
+        _sweeping.add(socket_path)
     thread = threading.Thread(target=_logged_sweep, args=(socket_path,), name="adr-gc", daemon=True)
     thread.start()
     return thread
@@ -158,20 +188,40 @@ def sweep_on_start(socket_paths: Callable[[], Iterable[str]], *, background: boo
         return
     for path in paths:
         if background:
-            sweep_once_in_background(path)
+            sweep_in_background(path)
         else:
             with _swept_lock:
-                _swept.add(path)
+                _sweeping.add(path)
             _logged_sweep(path)
+
+
+def sweep_if_due(socket_paths: Iterable[str]) -> None:
+    """The periodic sweep (``[docker_runtime] gc_interval``): called for every try and parse, it sweeps a
+    daemon in the background when this process last swept it longer ago than that, or its last sweep
+    failed. Cheap when not due: a clock read per daemon."""
+    from airflow_docker_runtime.layers import gc_interval, gc_on_start
+
+    try:
+        if not gc_on_start() or (every := gc_interval()) <= 0:
+            return
+    except Exception:
+        return
+    for path in socket_paths:
+        sweep_in_background(path, every)
 
 
 def _logged_sweep(socket_path: str) -> None:
     try:
         findings = sweep(docker_client(socket_path))
         dirs = sweep_run_dirs()
-    except Exception as exc:  # a failed sweep is logged, never a failed worker
+    except Exception as exc:  # a failed sweep is logged, never a failed worker; the next call tries again
         log.warning("airflow-docker-runtime gc: sweep of %s failed: %s", socket_path, exc)
         return
+    finally:
+        with _swept_lock:
+            _sweeping.discard(socket_path)
+    with _swept_lock:
+        _last_sweep[socket_path] = time.monotonic()
     acted = [f for f in findings if f.action != "left"]
     for finding in acted:
         log.warning("airflow-docker-runtime gc: %s orphaned container %s (%s): %s", finding.action, finding.name, finding.what, finding.reason)

@@ -147,6 +147,8 @@ class PoolConnection:
                      "--docker", self.socket_path, "--listen", str(self.address), *bounds],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
                 )
+            # It outlives this process if need be (a session of its own); while we live, we reap it.
+            threading.Thread(target=server.wait, name="adr-pool-reaper", daemon=True).start()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and server.poll() is None:
                 if self.address.exists():

@@ -25,6 +25,10 @@ from airflow_docker_runtime.container.client import remove_container
 from airflow_docker_runtime.spec import RuntimeSpec
 
 
+LOST = "lost the container: "
+"""How an outcome starts when the daemon stopped answering before the container's exit was known."""
+
+
 class ContainerGone(Exception):
     """The tracker's ``ProcessNotFound``, required by the protocol. Never raised: signalling a container
     that is already gone is a no-op, so the supervisor reads the real exit code from ``wait``."""
@@ -155,7 +159,7 @@ class ContainerProcess:
                 )
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
                 # The daemon went away or the container vanished: still an outcome, never a hung supervisor.
-                self.outcome = ContainerOutcome(exit_code=1, oom_killed=False, startup_logs=f"lost the container: {exc}")
+                self.outcome = ContainerOutcome(exit_code=1, oom_killed=False, startup_logs=f"{LOST}{exc}")
             finally:
                 self._exited.set()
                 self._exit_notifier.close()

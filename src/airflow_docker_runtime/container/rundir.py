@@ -58,16 +58,14 @@ class RunDir:
             )
         ids = numeric_user(user)
         # With a numeric user only that uid (and the worker) may enter the directory. A user name is
-        # resolved inside the image, so the directory is traversable but not listable, the name random,
-        # and the peer check rejects any process outside the container.
-        if ids is not None:
-            os.chown(self.path, *ids)
-        else:
+        # resolved inside the image -- and a worker not running as root cannot chown -- so then the
+        # directory is traversable but not listable, the name random, and the peer check rejects any
+        # process outside the container.
+        private = ids is not None and _chown(self.path, ids)
+        if not private:
             self.path.chmod(0o711)
         self.listener.bind(str(socket_path))
-        if ids is not None:
-            os.chown(socket_path, *ids)
-        else:
+        if not (private and _chown(socket_path, ids)):
             socket_path.chmod(0o666)
         self.listener.listen(4)
         self.listener.setblocking(False)
@@ -108,6 +106,17 @@ class RunDir:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _chown(path: Path, ids: tuple[int, int] | None) -> bool:
+    """Give ``path`` to ``ids`` (uid, gid); False when this process may not (it is not root)."""
+    if ids is None:
+        return False
+    try:
+        os.chown(path, *ids)
+        return True
+    except PermissionError:
+        return False
 
 
 def _cgroups(pid: int) -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_docker_runtime.container.launcher import launch
-from airflow_docker_runtime.container.process import ContainerProcess, Timings
+from airflow_docker_runtime.container.process import LOST, ContainerProcess, Timings
 from airflow_docker_runtime.errors import DockerRuntimeError
 from airflow_docker_runtime.spec import format_size
 
@@ -118,7 +118,14 @@ class ContainerChildMixin:
             return
         log: FilteringBoundLogger = self.process_log  # type: ignore[attr-defined]
         peak = format_size(container.peak_memory) if container.peak_memory else "unknown"
-        if outcome.oom_killed:
+        if outcome.startup_logs.startswith(LOST):
+            log.error(
+                f"Docker runtime: the Docker daemon at {container.spec.socket_path} went away while the container ran; "
+                "its exit code is unknown",
+                container_id=container.id[:12],
+                detail=outcome.startup_logs[len(LOST):].strip()[:300],
+            )
+        elif outcome.oom_killed:
             log.error(
                 f"Container killed: out of memory, limit {format_size(container.spec.memory) if container.spec.limit_resource else 'none'}",
                 container_id=container.id[:12],

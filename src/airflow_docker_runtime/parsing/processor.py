@@ -18,6 +18,7 @@ import attrs
 from airflow.dag_processing.processor import DagFileParseRequest, DagFileParsingResult, DagFileProcessorProcess
 
 from airflow_docker_runtime.container.docker_args import container_name
+from airflow_docker_runtime.container.gc import sweep_if_due
 from airflow_docker_runtime.container.forkserver import ForkedChild, launch_forked
 from airflow_docker_runtime.container.launcher import launch
 from airflow_docker_runtime.container.process import ContainerProcess
@@ -73,6 +74,7 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
         """Parse ``path`` in a container of its parsing runtime spec; a runtime error is the file's import error."""
         try:
             resolution = resolve(path, purpose="parse")
+            sweep_if_due([resolution.spec.socket_path])
             proc = start_in_container(
                 cls,
                 spec=resolution.spec,
