@@ -408,3 +408,15 @@ def test_bad_input_names_file_and_key(tmp_path, case: Bad):
     assert source in str(error) and f"'{case.key}'" in str(error)
     assert tree(tmp_path) == before  # nothing created; no Docker client either (see conftest.no_docker)
     assert not marker.exists()
+
+
+def test_runtime_errors_survive_pickling():
+    """A LocalExecutor worker sends a failed workload's exception to the scheduler through a queue."""
+    import pickle
+
+    from airflow_docker_runtime.errors import PolicyViolation
+
+    error = pickle.loads(pickle.dumps(PolicyViolation("dags/etl.py.metadata.yaml", "docker_runtime.privileged", "no")))
+    assert isinstance(error, PolicyViolation)
+    assert (error.source, error.key, str(error)) == ("dags/etl.py.metadata.yaml", "docker_runtime.privileged",
+                                                     "dags/etl.py.metadata.yaml: key 'docker_runtime.privileged': no")
