@@ -39,6 +39,11 @@ class RuntimeSpecError(DockerRuntimeError, ValueError):
         self.message = message
         super().__init__(f"{source}: key '{self.key}': {message}")
 
+    def __reduce__(self):
+        # Pickled across processes (a LocalExecutor worker reports a failed workload's exception to the
+        # scheduler): rebuild from the three parts, not from the formatted message.
+        return type(self), (self.source, self.key, self.message)
+
 
 class PolicyViolation(RuntimeSpecError):
     """A sidecar asked for something the operator's policy does not allow."""
