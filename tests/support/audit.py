@@ -23,6 +23,8 @@ from tests.support.profile import profile_violations
 
 MANAGED = "airflow-docker-runtime.managed=true"
 LOOSENED_LABEL = "adr-test.loosened"
+FIXTURE_LABEL = "adr-test.fixture"
+"""On containers a test creates by hand to imitate the runtime's (orphans): not the runtime's, not audited."""
 
 
 @dataclass
@@ -92,7 +94,7 @@ class ContainerAudit:
             return
 
     def _audit(self, container_id: str, attributes: dict) -> None:
-        if not self.owned(attributes):
+        if not self.owned(attributes) or FIXTURE_LABEL in attributes:
             return
         try:
             attrs = self.client.api.inspect_container(container_id)

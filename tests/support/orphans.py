@@ -32,7 +32,7 @@ def managed_container(
         IMAGE,
         command=["sleep", "300"],
         name=f"adr-itest-{test_id}-{name}",
-        labels={MANAGED_LABEL: "true", TEST_LABEL: test_id, f"{LABEL_PREFIX}.kind": kind,
+        labels={MANAGED_LABEL: "true", TEST_LABEL: test_id, f"{LABEL_PREFIX}.kind": kind, "adr-test.fixture": "orphan imitation",
                 **{f"{LABEL_PREFIX}.{k}": v for k, v in labels.items()}},
     )
     if running:
