@@ -115,7 +115,6 @@ class PoolConnection:
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
             if int.from_bytes(creds[4:8], "little") != os.getuid():  # only our own user's pool may serve us
                 raise ConnectionRefusedError("the pool socket belongs to another user")
-            sock.sendall(json.dumps({"op": "hello", "pid": os.getpid(), "ticks": owner.process_start_ticks(os.getpid())}).encode())
             return sock
         except OSError:
             sock.close()
@@ -124,7 +123,13 @@ class PoolConnection:
     def connected(self) -> socket.socket | None:
         """The open connection, or None when no pool server answers (a miss, never a wait)."""
         if self.sock is None:
-            self.sock = self._connect()
+            sock = self._connect()
+            if sock is not None:
+                try:  # a registered worker process: the pool lives while one is connected
+                    sock.sendall(json.dumps({"op": "hello", "pid": os.getpid(), "ticks": owner.process_start_ticks(os.getpid())}).encode())
+                    self.sock = sock
+                except OSError:
+                    sock.close()
         return self.sock
 
     def start_server(self) -> None:
@@ -151,7 +156,9 @@ class PoolConnection:
             threading.Thread(target=server.wait, name="adr-pool-reaper", daemon=True).start()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and server.poll() is None:
-                if self.address.exists():
+                probe = self._connect()  # a dead server's socket file may still be there: connect, not stat
+                if probe is not None:
+                    probe.close()
                     return
                 time.sleep(0.02)
 
@@ -186,20 +193,19 @@ class PoolConnection:
         return reply, socket.socket(fileno=fds[0])
 
     def want(self, key: str, template: dict[str, Any], spec: RuntimeSpec) -> None:
-        """Ask the pool to keep containers of ``key`` ready (starting the pool server if none runs)."""
-        if self.connected() is None:
+        """Ask the pool to keep containers of ``key`` ready (starting the pool server if none runs, or if
+        the one we knew has died since)."""
+        message = {
+            "op": "want",
+            "key": key,
+            "template": template,
+            "size": spec.warm_pool_size,
+            "connect_timeout": spec.connect_timeout,
+            "cgroup": [spec.cgroup_mount_path, spec.docker_cgroup_subpath],
+        }
+        if self._request(message, reply=False) is None:
             self.start_server()
-        self._request(
-            {
-                "op": "want",
-                "key": key,
-                "template": template,
-                "size": spec.warm_pool_size,
-                "connect_timeout": spec.connect_timeout,
-                "cgroup": [spec.cgroup_mount_path, spec.docker_cgroup_subpath],
-            },
-            reply=False,
-        )
+            self._request(message, reply=False)
 
     def done(self, container_id: str) -> None:
         self._request({"op": "done", "id": container_id}, reply=False)

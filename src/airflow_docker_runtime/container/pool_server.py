@@ -144,7 +144,6 @@ class PoolServer:
                         sock, _ = listener.accept()
                         client = Client(sock)
                         self.clients[sock.fileno()] = client
-                        self.had_client = True
                         self.selector.register(sock, selectors.EVENT_READ, client)
                     elif what == "wake":
                         self.wake_r.recv(4096)
@@ -179,8 +178,9 @@ class PoolServer:
             client.sock.close()
             return
         op = message.get("op")
-        if op == "hello":
+        if op == "hello":  # a worker process (a probe that only checks the server runs never says hello)
             client.pid, client.ticks = int(message.get("pid") or 0), str(message.get("ticks") or "")
+            self.had_client = True
         elif op == "claim":
             self.claim(client, str(message.get("key")))
         elif op == "want":
@@ -321,7 +321,8 @@ class PoolServer:
     # -- bookkeeping ----------------------------------------------------------------------------------
     def maintain(self) -> None:
         now = time.monotonic()
-        if not self.clients and (self.had_client or now - self.born > FIRST_CLIENT_SECONDS):
+        workers = [c for c in self.clients.values() if c.pid]
+        if not workers and (self.had_client or now - self.born > FIRST_CLIENT_SECONDS):
             log("no worker process is connected any more: stopping the pool")
             self.stopping = True
             return
