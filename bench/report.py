@@ -259,7 +259,7 @@ def _headline(results: dict[str, Any]) -> list[str]:
         lines += [
             "",
             "**Not measured:** "
-            + "; ".join(f"queue `{r}` ({RUNTIME_LABELS.get(r, r)}): its warm-up run failed: {why}" for r, why in unavailable.items())
+            + "; ".join(f"queue `{r}` ({RUNTIME_LABELS.get(r, r)}): {why}" for r, why in unavailable.items())
             + ".",
         ]
     lines.append("")

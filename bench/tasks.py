@@ -251,9 +251,10 @@ def run_dag(stack: AirflowStack, dag_id: str, timeout: float) -> tuple[str, dict
     return run_id, tis, wall
 
 
-def _first_error(stack: AirflowStack, dag_id: str) -> str:
+def _first_error(stack: AirflowStack, dag_id: str, scheduler_log_offset: int = 0) -> str:
     """Why a warm-up failed: the first ERROR line of its task logs or, when a try failed before its task log
-    existed (e.g. the coordinator could not be built), the last exception line of the scheduler's log."""
+    existed (e.g. the coordinator could not be built), the first exception line the scheduler's log got
+    after ``scheduler_log_offset``."""
     for path in sorted((stack.home / "logs" / f"dag_id={dag_id}").rglob("*.log")):
         for line in _read(str(path)).splitlines():
             try:
@@ -263,8 +264,9 @@ def _first_error(stack: AirflowStack, dag_id: str) -> str:
             if str(item.get("level", "")).lower() in ("error", "critical"):
                 text = f"{item.get('event', '')} {item.get('error_detail', '') or item.get('exception', '') or ''}"
                 return re.sub(r"\s+", " ", text)[:300]
-    errors = re.findall(r"^\s*(\w[\w.]*(?:Error|Exception): .*)$", _read(str(stack.home / "scheduler.log")), re.M)
-    return errors[-1][:300] if errors else ""
+    log = _read(str(stack.home / "scheduler.log"))[scheduler_log_offset:]
+    errors = re.findall(r"^\s*(\w[\w.]*(?:Error|Exception): .*)$", log, re.M)
+    return errors[0][:300] if errors else ""
 
 
 def warm_up(stack: AirflowStack, runtimes: tuple[str, ...], timeout: float) -> dict[str, str]:
@@ -276,6 +278,7 @@ def warm_up(stack: AirflowStack, runtimes: tuple[str, ...], timeout: float) -> d
     for runtime in runtimes:
         dag_id = f"bench_{runtime}_warmup"
         began = time.monotonic()
+        offset = len(_read(str(stack.home / "scheduler.log")))
         run_id = stack.trigger(dag_id)
         try:
             state = stack.wait_for_run(dag_id, run_id, timeout=timeout)
@@ -285,7 +288,7 @@ def warm_up(stack: AirflowStack, runtimes: tuple[str, ...], timeout: float) -> d
         if state == "success":
             print(f"tasks: warm-up {runtime}: {time.monotonic() - began:.1f}s", file=sys.stderr, flush=True)
             continue
-        unavailable[runtime] = f"warm-up run {state}; {_first_error(stack, dag_id)}".strip("; ")
+        unavailable[runtime] = f"warm-up run {state}; {_first_error(stack, dag_id, offset)}".strip("; ")
         print(f"tasks: warm-up {runtime} failed, not measured: {unavailable[runtime]}", file=sys.stderr, flush=True)
     return unavailable
 
