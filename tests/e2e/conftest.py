@@ -41,6 +41,8 @@ def docker_config(**docker_runtime: str) -> dict[str, dict[str, str]]:
             "queue_to_coordinator": json.dumps({"default": "docker", "no-daemon": "docker-no-daemon"}),
         },
         "docker_runtime": {"task_execution_runtime": "docker", "container_repository": "adr-test/base", **docker_runtime},
+        # hardened.py's control task asks for bridge; everything else runs with the default, none.
+        "docker_runtime_policy": {"allowed_network_modes": "bridge", "allowed_label_prefixes": "adr-test."},
     }
 
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import postgres_answers, require
+from tests.support.containers import task_containers
 from tests.support.stack import AirflowStack, celery_settings, coordinator_entry, pg_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -28,7 +29,7 @@ def redis_answers() -> bool:
 
 
 def containers_of(docker_client, dag_id: str) -> list[dict]:
-    return docker_client.api.containers(all=True, filters={"label": [MANAGED, f"airflow-docker-runtime.dag_id={dag_id}"]})
+    return task_containers(docker_client, dag_id)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,9 @@ def celery_stack(tmp_path_factory, docker_client):
     config["scheduler"] = {"task_instance_heartbeat_timeout": str(HEARTBEAT_TIMEOUT)}
     stack = AirflowStack(tmp / "home", CELERY_DAGS, db_url=pg_database("airflow_celery"), config=config)
     with stack:
-        stack.start_worker("small", "small", coordinator_entry("small", memory="256m"))
+        # An operator who wants bridge says so; the default is no network (ADR 0008).
+        stack.start_worker("small", "small", coordinator_entry("small", memory="256m", network_mode="bridge",
+                                                              labels="adr-test.loosened=NetworkMode"))
         stack.start_worker("isolated", "isolated", coordinator_entry("isolated", network_mode="none"))
         stack.wait_for_dags(["celery_routing", "celery_sleep", "celery_load"])
         yield stack
@@ -55,9 +58,10 @@ def test_each_worker_runs_its_queue_with_its_own_entry_and_the_sidecar(celery_st
 
     small = celery_stack.xcom("celery_routing", run_id, "on_small")
     isolated = celery_stack.xcom("celery_routing", run_id, "on_isolated")
-    # The worker serving `small` limits memory, the one serving `isolated` cuts the network.
+    # The worker serving `small` limits memory more and opens the bridge, the one serving `isolated` keeps
+    # the defaults (1g, no network) and says network_mode = none explicitly.
     assert int(small["memory_limit"]) == 256 * MIB
-    assert int(isolated["memory_limit"]) > 2**40  # no limit
+    assert int(isolated["memory_limit"]) == 1024 * MIB
     assert "eth0" in small["interfaces"]
     assert isolated["interfaces"] == ["lo"]
     # Both see the DAG's sidecar: its image (adr_testdep 1.0.0 is not on the workers) and its environment.
@@ -115,7 +119,9 @@ def test_sigterm_to_every_worker_process_runs_on_kill_in_the_container_and_lets_
 
 
 def test_sigkilled_worker_leaves_no_running_container_and_a_restarted_worker_removes_the_rest(celery_stack, docker_client):
-    worker = celery_stack.start_worker("crash", "lifecycle", coordinator_entry("lifecycle"))
+    # Cold starts: this is the orphan path of a container started for its try (a pooled one is removed by
+    # its pool when the worker dies: tests/e2e/test_warm_pool.py).
+    worker = celery_stack.start_worker("crash", "lifecycle", coordinator_entry("lifecycle", warm_pool_size="0"))
     run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 600})
     container = wait_for_running_container(docker_client, "celery_sleep")
     assert container["Labels"]["airflow-docker-runtime.worker"] == subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
@@ -136,7 +142,8 @@ def test_sigkilled_worker_leaves_no_running_container_and_a_restarted_worker_rem
     # A worker started on this host removes the stopped orphan when it is ready, before any task arrives.
     celery_stack.start_worker(
         "restarted", "lifecycle",
-        {**coordinator_entry("lifecycle"), "celery": {"celery_config_options": "airflow_docker_runtime.integrations.celery.CELERY_CONFIG"}},
+        {**coordinator_entry("lifecycle", warm_pool_size="0"),
+         "celery": {"celery_config_options": "airflow_docker_runtime.integrations.celery.CELERY_CONFIG"}},
     )
     wait_for(lambda: containers_of(docker_client, "celery_sleep") == [], timeout=60, what="the restarted worker to remove the orphan")
     assert "removed orphaned container" in celery_stack.worker_log("restarted")

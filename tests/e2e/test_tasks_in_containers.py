@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.support.containers import task_containers
 from tests.support.stack import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -17,8 +18,7 @@ MANAGED = "airflow-docker-runtime.managed=true"
 
 def containers_of(docker_client, dag_id: str, all_states: bool = True) -> list[str]:
     """IDs of this runtime's containers for ``dag_id`` (one list call: no race with removal)."""
-    found = docker_client.api.containers(all=all_states, filters={"label": [MANAGED, f"airflow-docker-runtime.dag_id={dag_id}"]})
-    return [c["Id"] for c in found]
+    return [c["Id"] for c in task_containers(docker_client, dag_id, all_states)]
 
 
 def run(stack, dag_id: str, timeout: float = 240) -> tuple[str, str]:
@@ -163,3 +163,32 @@ def test_mark_failed_stops_the_container(stack, docker_client):
 def _host_processes(pattern: str) -> list[str]:
     result = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
     return [line for line in result.stdout.splitlines() if "pgrep" not in line]
+
+
+def test_task_code_is_confined_by_the_hardened_defaults(stack, docker_client):
+    """Issue 11: from inside a task, no capability, no new privileges, not root, nothing of the host
+    writable, no route to a host port -- while the control task (bridge) does reach that port."""
+    import ipaddress
+    import socket
+
+    ipam = docker_client.api.inspect_network("bridge")["IPAM"]["Config"][0]
+    gateway = ipam.get("Gateway") or str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))  # docker0's address
+    with socket.create_server(("0.0.0.0", 0)) as listener:
+        port = listener.getsockname()[1]
+        stack.wait_for_dags(["hardened"])
+        run_id = stack.trigger("hardened", conf={"host": gateway, "port": port})
+        state = stack.wait_for_run("hardened", run_id)
+    assert state == "success", stack.task_log("hardened", run_id, "probe")
+    seen, control = stack.xcom("hardened", run_id, "probe"), stack.xcom("hardened", run_id, "probe_bridge")
+
+    assert seen["uid"] != 0 and (seen["uid"], seen["gid"]) == (50000, 50000)
+    assert int(seen["cap_eff"], 16) == 0 and int(seen["cap_prm"], 16) == 0
+    assert seen["no_new_privs"] == "1"
+    assert seen["seccomp"] == "2"  # Docker's default seccomp filter
+    assert seen["attempts"] == {"run_dir": seen["attempts"]["run_dir"], "root_fs": "OSError", "bootstrap": "OSError",
+                                "device_node": "PermissionError"}
+    assert seen["attempts"]["run_dir"] in ("OSError", "PermissionError")  # read-only mount, not the task's directory
+    assert seen["tmp_writable"] is True
+    assert seen["reached_host_port"] is False
+    assert control["reached_host_port"] is True, "the control must reach the port, or the probe proves nothing"
+    assert control["uid"] == 50000 and int(control["cap_eff"], 16) == 0
