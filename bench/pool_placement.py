@@ -3,7 +3,8 @@
     .venv/bin/python bench/pool_placement.py [--tasks 30] [--parallelism 4 16]
 
 For each ``[core] parallelism`` it runs a DAG of ``--tasks`` sequential no-op tasks on the native runtime
-and reads each try's worker process (the TI's ``pid``) and its timestamps. From those it computes the hit
+and reads each try's worker process (the task returns its parent's PID: the supervisor, i.e. the
+LocalExecutor worker process) and its timestamps. From those it computes the hit
 rate a pool *per worker process* would have -- a try hits only if the same process had a container ready,
 i.e. its previous try ended at least ``--refill`` seconds earlier (a pooled container's start-up and
 import, measured at ~1.3 s on this machine when idle) -- against a pool *per host* of the same total size,
@@ -33,7 +34,8 @@ def placement():
     for i in range({tasks}):
         @task(task_id=f"t{{i}}")
         def noop():
-            return None
+            import os
+            return os.getppid()  # the supervisor: the LocalExecutor worker process that ran this try
         current = noop()
         if previous is not None:
             previous >> current
@@ -54,15 +56,17 @@ def measure(parallelism: int, tasks: int, refill: float) -> dict:
             run_id = stack.trigger("placement")
             stack.wait_for_run("placement", run_id, timeout=600)
             tis = sorted(stack.task_instances("placement", run_id).values(), key=lambda t: t["queued_when"])
+            for ti in tis:
+                ti["worker"] = stack.xcom("placement", run_id, ti["task_id"])
     # A pool per worker process, one container each: a try hits if its process claimed its container at
     # least `refill` seconds before (the replacement had time to start and import).
     last_claim: dict[int, float] = {}
     per_process_hits = 0
     queued = [parse_time(ti["queued_when"]) for ti in tis]
     for ti, when in zip(tis, queued):
-        if ti["pid"] in last_claim and when - last_claim[ti["pid"]] >= refill:
+        if ti["worker"] in last_claim and when - last_claim[ti["worker"]] >= refill:
             per_process_hits += 1
-        last_claim[ti["pid"]] = when
+        last_claim[ti["worker"]] = when
     # One pool per host with `size` containers: a try hits if the claim `size` tries earlier was at least
     # `refill` seconds before (its replacement is ready by now).
     def host_hits(size: int) -> int:
@@ -71,7 +75,7 @@ def measure(parallelism: int, tasks: int, refill: float) -> dict:
     return {
         "parallelism": parallelism,
         "tries": len(tis),
-        "worker_processes_used": len({t["pid"] for t in tis}),
+        "worker_processes_used": len({t["worker"] for t in tis}),
         "median_seconds_between_tries": round(sorted(b - a for a, b in zip(queued, queued[1:]))[len(queued) // 2 - 1], 3),
         "per_process_pool_of_1_hit_rate": round(per_process_hits / len(tis), 2),
         "per_process_pool_idle_containers": parallelism,

@@ -54,7 +54,8 @@ IDENTITY_LABELS = frozenset(
 )
 """Labels that name a try or its supervisor: unknown when a pooled container is created, so not in a key."""
 
-MESSAGE_SIZE = 1 << 20
+MESSAGE_SIZE = 1 << 16
+"""Largest reply the pool server sends (a claim: a few hundred bytes)."""
 IDLE_CPU_SHARES = 2
 """CPU weight of a pooled container until it is claimed (Docker's default, and a claimed one's, is 1024)."""
 RUNNING_CPU_SHARES = 1024
