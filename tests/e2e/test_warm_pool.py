@@ -7,6 +7,7 @@ holds; mark-failed stops a pooled try; killing the worker leaves no pooled conta
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -18,7 +19,7 @@ import pytest
 from airflow_docker_runtime.container.docker_args import container_name
 from airflow_docker_runtime.container.pool import pool_address
 from tests.e2e.conftest import PG_URL, docker_config, postgres_answers, require
-from tests.support.stack import AirflowStack, pg_database, wait_for
+from tests.support.stack import COORDINATOR, AirflowStack, pg_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -40,14 +41,16 @@ def idle_pooled(docker_client) -> list[dict]:
     return [c for c in found if c["Names"][0].lstrip("/").startswith("adr-pool-")]
 
 
-def wait_for_ready(docker_client, timeout: float = 120) -> str:
-    """Name of an idle pooled container whose bootstrap said ready (the pool server logs it)."""
+def wait_for_ready(docker_client, stack, timeout: float = 120) -> str:
+    """Name of an idle pooled container of ``stack`` (it mounts the stack's DAG folder) whose bootstrap said
+    ready (the pool server logs it). The host's pool may hold other deployments' containers too."""
 
     def ready() -> str | None:
         log = pool_log()
         for container in idle_pooled(docker_client):
             name = container["Names"][0].lstrip("/")
-            if f"{name} ready" in log:
+            mounts = {m.get("Source") for m in container.get("Mounts") or []}
+            if f"{name} ready" in log and str(stack.dags_folder) in mounts:
                 return name
         return None
 
@@ -64,11 +67,16 @@ def pool_stack(tmp_path_factory, docker_client):
     for item in POOL_DAGS.iterdir():
         (dags / item.name).write_bytes(item.read_bytes())
     config = docker_config(warm_pool_max_containers=str(MAX_CONTAINERS))
+    # Queue `forked` opts in to the task fork server.
+    coordinators = json.loads(config["sdk"]["coordinators"])
+    coordinators["docker-fork"] = {"classpath": COORDINATOR, "kwargs": {"fork_server": True}}
+    config["sdk"]["coordinators"] = json.dumps(coordinators)
+    config["sdk"]["queue_to_coordinator"] = json.dumps({**json.loads(config["sdk"]["queue_to_coordinator"]), "forked": "docker-fork"})
     config["core"] = {"parallelism": "4"}
     with AirflowStack(tmp / "home", dags, db_url=pg_database("airflow_pool"), config=config) as s:
         s.api.post("/variables", json={"key": "adr_var", "value": "value-from-airflow"}).raise_for_status()
         s.api.post("/connections", json={"connection_id": "adr_conn", "conn_type": "generic", "host": "db.example.com"}).raise_for_status()
-        s.wait_for_dags(["pooled_features", "pooled_hold"])
+        s.wait_for_dags(["pooled_features", "pooled_hold", "forked_tries"])
         yield s
     docker_client.images.remove(IMAGE, noprune=True)
 
@@ -81,7 +89,7 @@ def run(stack, dag_id: str) -> str:
 
 def test_a_try_served_from_the_pool_works_like_any_other(pool_stack, docker_client):
     run(pool_stack, "pooled_features")  # the first tries miss and ask the pool to keep this spec warm
-    wait_for_ready(docker_client)
+    wait_for_ready(docker_client, pool_stack)
     run_id = run(pool_stack, "pooled_features")
     log = pool_stack.task_log("pooled_features", run_id, "report")
     assert "'pool': 'hit'" in log and "claim_seconds" in log, log
@@ -105,7 +113,7 @@ def test_claimed_container_carries_the_try_name_bound_holds_and_mark_failed_stop
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        wait_for_ready(docker_client)
+        wait_for_ready(docker_client, pool_stack)
         run_id = pool_stack.trigger("pooled_hold")
         tis = wait_for(
             lambda: (t := pool_stack.task_instances("pooled_hold", run_id)) and sum(v["state"] == "running" for v in t.values()) == 3 and t,
@@ -129,7 +137,7 @@ def test_claimed_container_carries_the_try_name_bound_holds_and_mark_failed_stop
         release.touch()
         pool_stack.wait_for_run("pooled_hold", run_id, timeout=240)
         assert pool_stack.task_instances("pooled_hold", run_id)[victim]["state"] == "failed"
-        wait_for_ready(docker_client)  # refilled after the tries
+        wait_for_ready(docker_client, pool_stack)  # refilled after the tries
     finally:
         release.touch()
         sampling.set()
@@ -138,7 +146,7 @@ def test_claimed_container_carries_the_try_name_bound_holds_and_mark_failed_stop
 
 
 def test_a_retagged_image_is_never_served_by_a_stale_container(pool_stack, docker_client):
-    wait_for_ready(docker_client)
+    wait_for_ready(docker_client, pool_stack)
     docker_client.images.get("adr-test/dep-v1:latest").tag(IMAGE)
     try:
         run_id = run(pool_stack, "pooled_features")
@@ -150,8 +158,28 @@ def test_a_retagged_image_is_never_served_by_a_stale_container(pool_stack, docke
     assert pool_stack.xcom("pooled_features", run_id, "check") == "value-from-airflow|db.example.com|1.0.0"
 
 
+def test_a_fork_server_queue_runs_its_tries_as_children_of_long_lived_containers(pool_stack, docker_client):
+    def where(run_id: str) -> list[dict]:
+        return [
+            pool_stack.get(f"/dags/forked_tries/dagRuns/{run_id}/taskInstances/where/xcomEntries/return_value",
+                           map_index=i, deserialize=True)["value"]
+            for i in range(4)
+        ]
+
+    first, second = where(run(pool_stack, "forked_tries")), where(run_id := run(pool_stack, "forked_tries"))
+    assert {s["variable"] for s in first + second} == {"value-from-airflow"}
+    assert len({(s["hostname"], s["pid"]) for s in first + second}) == 8  # a process of its own per try
+    # No container per try: 8 tries ran in at most one server per worker process (parallelism 4), each a
+    # long-lived container still running now (a container's hostname is its id's first 12 characters).
+    servers = {c["Id"][:12] for c in docker_client.api.containers(filters={"label": "airflow-docker-runtime.fork_server=true"})}
+    hosts = {s["hostname"] for s in first + second}
+    assert len(hosts) <= 4 and hosts <= servers, (hosts, servers)
+    log = pool_stack.task_log("forked_tries", run_id, "where", map_index=0)
+    assert "Started container" in log and "'pool': 'off'" in log and "adr-task-server-" in log, log
+
+
 def test_killing_the_worker_leaves_no_pooled_container(pool_stack, docker_client):
-    wait_for_ready(docker_client)
+    wait_for_ready(docker_client, pool_stack)
     scheduler = pool_stack.procs["scheduler"]
     os.killpg(scheduler.pid, signal.SIGKILL)  # the scheduler and its LocalExecutor worker processes
     killed = time.monotonic()

@@ -45,7 +45,7 @@ def test_celery_try_from_the_pool_and_warm_shutdown_stops_the_pool(celery_pool_s
     worker = stack.start_worker("pooled", "default", coordinator_entry("default"))
     first = stack.trigger("pooled_features")
     assert stack.wait_for_run("pooled_features", first, timeout=240) == "success"
-    wait_for_ready(docker_client)
+    wait_for_ready(docker_client, stack)
 
     run_id = stack.trigger("pooled_features")
     assert stack.wait_for_run("pooled_features", run_id, timeout=240) == "success"

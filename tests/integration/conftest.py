@@ -22,3 +22,13 @@ def short_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="adr-it-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _leave_the_warm_pool() -> Iterator[None]:
+    """A test process that launched tries is a worker process of the host's warm pool: leave it after each
+    module, so the pool stops when the tests that use it are done (and e2e workers get a pool of their own)."""
+    yield
+    from airflow_docker_runtime.container import pool
+
+    pool.disconnect()

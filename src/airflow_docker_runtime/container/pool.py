@@ -224,6 +224,18 @@ def connection(socket_path: str) -> PoolConnection:
         return conn
 
 
+def disconnect() -> None:
+    """Close this process's connections to pool servers: a pool with no worker process left stops."""
+    with _connections_lock:
+        conns = list(_connections.values())
+        _connections.clear()
+    for conn in conns:
+        with conn._lock:
+            if conn.sock is not None:
+                conn.sock.close()
+                conn.sock = None
+
+
 def claim(
     client: docker.DockerClient,
     spec: RuntimeSpec,

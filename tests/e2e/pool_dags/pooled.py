@@ -53,3 +53,18 @@ def pooled_hold():
 
 pooled_features()
 pooled_hold()
+
+
+@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, max_active_tasks=4)
+def forked_tries():
+    @task(queue="forked")
+    def where(i: int) -> dict:
+        import os
+        import socket
+
+        return {"hostname": socket.gethostname(), "pid": os.getpid(), "variable": Variable.get("adr_var")}
+
+    where.expand(i=[0, 1, 2, 3])
+
+
+forked_tries()
