@@ -227,3 +227,9 @@ def test_forwarded_config_skips_unset_settings():
     values = {("core", "default_timezone"): "Europe/Paris", ("logging", "logging_level"): "DEBUG", ("core", "dagbag_import_timeout"): ""}
     assert forwarded_config(lambda section, key: values.get((section, key))) == {
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Europe/Paris", "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG"}
+
+
+def test_stop_timeout_is_the_containers_own(request_):
+    # Set at create, so every stop honours it: ours, a daemon shutting down, a plain `docker stop`.
+    kwargs = create_kwargs(make_spec(stop_timeout=45), request_, host_env={})
+    assert _create_container_args({**kwargs, "version": "1.41"})["stop_timeout"] == 45  # docker-py passes it on

@@ -9,9 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docker.models import containers as _docker_containers
 from docker.types import DeviceRequest, Mount
 
 from airflow_docker_runtime.spec import RuntimeSpec, is_root_user
+
+# docker-py's containers.create() passes on every create_container() argument but stop_timeout (the
+# Engine's StopTimeout, API 1.25+): let it through, so the daemon's own stops honour ours (create_kwargs).
+if "stop_timeout" not in _docker_containers.RUN_CREATE_KWARGS:
+    _docker_containers.RUN_CREATE_KWARGS.append("stop_timeout")
 
 LABEL_PREFIX = "airflow-docker-runtime"
 MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
@@ -129,6 +135,7 @@ def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[s
         "privileged": spec.privileged,
         "oom_kill_disable": spec.oom_kill_disable,
         "stop_signal": "SIGTERM",
+        "stop_timeout": spec.stop_timeout,  # the daemon's own stops (its shutdown, `docker stop`) honour it too
         "working_dir": "/tmp",
         "user": container_user(spec, request.image_user),
         # The hardened profile (ADR 0008); Docker's default seccomp profile applies as nothing replaces it.
