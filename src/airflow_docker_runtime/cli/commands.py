@@ -23,7 +23,7 @@ def spec_rows(dag_file: str, task_id: str | None, purpose: str) -> list[dict[str
     resolution = resolve(dag_file, purpose=purpose, task_id=task_id)  # type: ignore[arg-type]
     values = resolution.spec.model_dump(mode="json")
     values["volumes"] = [str(v) for v in resolution.spec.volumes]
-    for key in ("memory", "shm_size"):  # as an operator writes them: 512m, not 536870912
+    for key in ("memory", "shm_size", "tmpfs_size"):  # as an operator writes them: 512m, not 536870912
         values[key] = format_size(values[key]) if values[key] is not None else None
     return [{"key": key, "value": value, "source": resolution.sources.get(key, "default")} for key, value in values.items()]
 
