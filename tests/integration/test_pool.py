@@ -114,3 +114,18 @@ def test_an_image_that_cannot_become_ready_is_not_warmed_and_the_try_says_why(do
     with pytest.raises(ContainerStartupError, match="before connecting"):  # a miss again: the cold path reports the error
         start(broken, f"adr-itest-{test_id}", channels)
     assert not pooled(docker_client, test_id, idle_only=False)
+
+
+def test_a_leftover_container_of_the_same_try_does_not_block_a_cold_start(docker_client, channels, test_id):
+    """A crashed worker's container holding the try's name is removed, and the try starts."""
+    name = f"adr-itest-{test_id}"
+    leftover = docker_client.containers.create(IMAGE, command=["sleep", "60"], name=name, labels={"test_id": test_id},
+                                               network_mode="none", user="50000:50000", cap_drop=["ALL"],
+                                               security_opt=["no-new-privileges"], read_only=True, mem_limit="64m", pids_limit=16)
+    process, timings, _ = start(spec(test_id, warm_pool_size=0), name, channels)
+    try:
+        assert timings.pool == "off"
+        assert process.id != leftover.id
+        assert docker_client.api.inspect_container(name)["Id"] == process.id
+    finally:
+        finish(process)

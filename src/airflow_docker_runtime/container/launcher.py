@@ -77,10 +77,9 @@ def launch(
     try:
         kwargs = kwargs_for(run_dir.path)
         run_dir.listen(kwargs.get("user"))
-        remove_container(client, request_args["name"])  # a leftover of the same try (crashed worker) must not block us
         t1 = time.monotonic()
         try:
-            container = client.containers.create(**kwargs)
+            container = _create(client, kwargs)
         except docker.errors.ImageNotFound:
             raise ImageNotFound(f"image {spec.image!r} is not on the Docker daemon") from None
         except docker.errors.APIError as exc:
@@ -112,6 +111,17 @@ def launch(
         raise
     finally:
         run_dir.close()
+
+
+def _create(client: docker.DockerClient, kwargs: dict[str, Any]):
+    """``docker create``; a leftover of the same try (a crashed worker's) holding the name is removed first."""
+    try:
+        return client.containers.create(**kwargs)
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:
+            raise
+    remove_container(client, kwargs["name"])
+    return client.containers.create(**kwargs)
 
 
 def accept_bootstrap(run_dir: RunDir, process: ContainerProcess, spec: RuntimeSpec) -> socket.socket:
