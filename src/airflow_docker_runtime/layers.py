@@ -31,7 +31,7 @@ FEATURE_FLAGS: dict[str, str] = {
     "task": "task_execution_runtime",
     "parse": "scheduler_dag_parsing_runtime",
 }
-PROCESS_OPTIONS = ("gc_on_start", "gc_interval", "warm_pool_max_containers", "warm_pool_max_memory", "warm_pool_idle_timeout")
+PROCESS_OPTIONS = ("gc_on_start", "gc_interval", "daemon_timeout", "daemon_reattach_window", "warm_pool_max_containers", "warm_pool_max_memory", "warm_pool_idle_timeout")
 """Options of ``[docker_runtime]`` that configure the worker or DAG processor, not a container."""
 POLICY_SECTION = "docker_runtime_policy"
 
@@ -214,13 +214,29 @@ def load_yaml_text(text: str, source: str) -> Any:
 def gc_interval(read: ConfigReader = airflow_config_reader) -> float:
     """``[docker_runtime] gc_interval``: seconds between a worker's or DAG processor's sweeps of orphaned
     and left-behind containers (default 600; 0 sweeps only on start)."""
-    value = _section(read, BASE_SECTION).get("gc_interval", 600)
+    return _seconds(read, "gc_interval", 600)
+
+
+def daemon_timeout(read: ConfigReader = airflow_config_reader) -> float:
+    """``[docker_runtime] daemon_timeout``: seconds a call to the Docker daemon may take before the daemon
+    counts as not answering (default 60; a container's wait is not bounded by it)."""
+    return _seconds(read, "daemon_timeout", 60, minimum=0.1)
+
+
+def daemon_reattach_window(read: ConfigReader = airflow_config_reader) -> float:
+    """``[docker_runtime] daemon_reattach_window``: seconds a supervisor keeps asking a daemon that went
+    away how its running container is doing before it gives the container up (default 60)."""
+    return _seconds(read, "daemon_reattach_window", 60)
+
+
+def _seconds(read: ConfigReader, key: str, default: float, minimum: float = 0.0) -> float:
+    value = _section(read, BASE_SECTION).get(key, default)
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise RuntimeSpecError(f"[{BASE_SECTION}]", "gc_interval", f"expected a number of seconds, got {str(value)[:40]!r}") from None
-    if seconds < 0:
-        raise RuntimeSpecError(f"[{BASE_SECTION}]", "gc_interval", "must not be negative")
+        raise RuntimeSpecError(f"[{BASE_SECTION}]", key, f"expected a number of seconds, got {str(value)[:40]!r}") from None
+    if not seconds >= minimum:  # also refuses nan
+        raise RuntimeSpecError(f"[{BASE_SECTION}]", key, "must not be negative" if minimum == 0 else f"must be at least {minimum:g}")
     return seconds
 
 

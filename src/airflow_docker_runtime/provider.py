@@ -77,6 +77,17 @@ def config_sections() -> dict[str, Any]:
         "(checked at every try and parse; a failed sweep is retried at the next one). 0: sweep only on start.",
         600,
     )
+    base["daemon_timeout"] = _option(
+        "Seconds a call to the Docker daemon may take before it counts as not answering: a try or parse then "
+        "fails with 'Docker daemon at ... does not answer' (a container's wait is not bounded by it).",
+        60,
+    )
+    base["daemon_reattach_window"] = _option(
+        "Seconds a supervisor whose connection to the daemon broke while its container ran keeps asking the "
+        "daemon again (with backoff) before it gives the container up; with live-restore the container runs on "
+        "through a daemon restart and the try finishes normally. See docs/operations.md#failure-modes.",
+        60,
+    )
     base["warm_pool_max_containers"] = _option(
         "Warm pool (tasks): the most idle or starting pooled containers this host keeps, over all runtime specs. "
         "See warm_pool_size and docs/how-it-works.md.",

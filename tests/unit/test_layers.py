@@ -385,3 +385,17 @@ def test_airflow_cfg_values_reach_the_spec_as_written(tmp_path):
     assert values["container_tag"] == "2.10"
     assert values["run_as_user"] == "50000"
     assert values["environments"] == {"VERSION": "1.10", "ZIP_CODE": "02134", "FLAG": "t"}
+
+
+def test_timing_knobs_are_seconds():
+    from airflow_docker_runtime.layers import daemon_reattach_window, daemon_timeout, gc_interval
+
+    assert (daemon_timeout(lambda s: {}), daemon_reattach_window(lambda s: {}), gc_interval(lambda s: {})) == (60, 60, 600)
+    assert daemon_timeout(lambda s: {"daemon_timeout": "2.5"}) == 2.5
+    assert daemon_reattach_window(lambda s: {"daemon_reattach_window": "0"}) == 0
+    with pytest.raises(RuntimeSpecError, match=r"\[docker_runtime\]: key 'daemon_timeout': must be at least 0.1"):
+        daemon_timeout(lambda s: {"daemon_timeout": "0"})
+    with pytest.raises(RuntimeSpecError, match=r"key 'daemon_reattach_window': expected a number of seconds, got 'soon'"):
+        daemon_reattach_window(lambda s: {"daemon_reattach_window": "soon"})
+    with pytest.raises(RuntimeSpecError, match="key 'gc_interval': must not be negative"):
+        gc_interval(lambda s: {"gc_interval": "-1"})

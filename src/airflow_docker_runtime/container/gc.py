@@ -210,6 +210,44 @@ def sweep_if_due(socket_paths: Iterable[str]) -> None:
         sweep_in_background(path, every)
 
 
+_unremoved: dict[str, set[str]] = {}
+"""Per daemon, containers whose owner could not remove them (the daemon was down); see :func:`remove_later`."""
+REMOVE_LATER_SECONDS = 600.0
+
+
+def remove_later(client: docker.DockerClient, socket_path: str, container_id: str) -> None:
+    """Remove a container whose removal just failed (its daemon went away) as soon as the daemon answers
+    again: one thread per daemon tries with backoff for ten minutes. If this process ends first, or the
+    daemon stays away longer, the sweep removes it (this process's next sweep is due at once)."""
+    with _swept_lock:
+        ids = _unremoved.setdefault(socket_path, set())
+        first = not ids
+        ids.add(container_id)
+        _last_sweep.pop(socket_path, None)
+    if first:
+        threading.Thread(target=_remove_unremoved, args=(client, socket_path), name="adr-gc-remove", daemon=True).start()
+
+
+def _remove_unremoved(client: docker.DockerClient, socket_path: str) -> None:
+    deadline, delay = time.monotonic() + REMOVE_LATER_SECONDS, 0.5
+    while True:
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+        with _swept_lock:
+            ids = set(_unremoved[socket_path])
+        for container_id in ids:
+            try:
+                remove_container(client, container_id)
+            except Exception:  # still away
+                continue
+            with _swept_lock:
+                _unremoved[socket_path].discard(container_id)
+        with _swept_lock:
+            if not _unremoved[socket_path] or time.monotonic() > deadline:
+                del _unremoved[socket_path]
+                return
+
+
 def _logged_sweep(socket_path: str) -> None:
     try:
         findings = sweep(docker_client(socket_path))

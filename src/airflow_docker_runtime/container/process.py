@@ -8,6 +8,7 @@ directory.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -21,12 +22,21 @@ import docker
 import docker.errors
 import requests
 
-from airflow_docker_runtime.container.client import remove_container
+from airflow_docker_runtime.container import gc
+from airflow_docker_runtime.container.client import daemon_listens, live_restore, remove_container
+from airflow_docker_runtime.container.owner import process_start_ticks
 from airflow_docker_runtime.spec import RuntimeSpec
 
 
 LOST = "lost the container: "
-"""How an outcome starts when the daemon stopped answering before the container's exit was known."""
+"""How an outcome starts when the daemon went away while the container ran and its real exit is unknown."""
+
+WAIT_POLL = 30.0
+"""Seconds one wait call may block before the waiter checks the container's init itself (a hung daemon
+never answers a wait)."""
+
+DAEMON_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+"""What a call to a daemon that is stopping, stopped or restarting raises (refused, reset, timed out, 5xx)."""
 
 
 class ContainerGone(Exception):
@@ -114,6 +124,9 @@ class ContainerProcess:
         self._first: Callable[[], None] | None = None
         self.on_removed: list = []
         """Called (no arguments) once the container and its run directory are gone."""
+        self.reattached = 0
+        self._init_ticks: int | None = None
+        """How often the wait connection broke and the waiter found the container running again (live-restore)."""
         self._waiter = threading.Thread(target=self._wait_for_exit, name=f"adr-wait-{container_id[:12]}", daemon=True)
 
     # -- ProcessTracker -------------------------------------------------------------------------------
@@ -133,6 +146,14 @@ class ContainerProcess:
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: not running any more
                 raise
+        except requests.exceptions.RequestException:
+            # The daemon is away (stopping, restarting): signal the container's init directly where this
+            # process may; otherwise the waiter ends the try within daemon_reattach_window.
+            if self.host_pid > 0:
+                try:
+                    os.kill(self.host_pid, int(sig))
+                except OSError:
+                    pass
 
     def wait(self, timeout: float | None) -> int:
         self._sample_memory()
@@ -147,34 +168,88 @@ class ContainerProcess:
             if self._first is not None:
                 self._first()
             try:
-                result = self.client.api.wait(self.id)
-                state = self.client.api.inspect_container(self.id)["State"]
-                logs = ""
-                if not self.connected:
-                    logs = self.client.api.logs(self.id, tail=40).decode(errors="replace")
-                self.outcome = ContainerOutcome(
-                    exit_code=int(state.get("ExitCode", result.get("StatusCode", 1))),
-                    oom_killed=bool(state.get("OOMKilled")),
-                    startup_logs=logs,
-                )
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-                # The daemon went away or the container vanished: still an outcome, never a hung supervisor.
+                self.outcome = self._follow_to_exit()
+            except Exception as exc:  # never a hung supervisor: whatever happened is an outcome
                 self.outcome = ContainerOutcome(exit_code=1, oom_killed=False, startup_logs=f"{LOST}{exc}")
             finally:
                 self._exited.set()
                 self._exit_notifier.close()
-                if self.lifeline is not None:
+                if self.lifeline is not None:  # a container given up stops itself (ADR 0005)
                     self.lifeline.close()
             if self.spec.remove_container_after_exit:
                 try:
                     remove_container(self.client, self.id)
-                except Exception:  # the daemon went away: `gc` removes the exited container later
-                    pass
+                except Exception:  # the daemon is away: removed when it answers again
+                    gc.remove_later(self.client, self.spec.socket_path, self.id)
         finally:
             shutil.rmtree(self.run_dir, ignore_errors=True)
             self._removed.set()
             for callback in self.on_removed:
                 callback()
+
+    def _follow_to_exit(self) -> ContainerOutcome:
+        """Block until the container exits; read its exit code, OOM flag and (if it never connected) output.
+
+        The daemon going away is not the container's exit. A daemon stopping without live-restore first
+        closes its listener, then stops its containers while still answering on open connections: an exit
+        seen while it refuses new connections is :data:`LOST`. A broken connection (the daemon stopped,
+        restarted or crashed) is followed by asking again, backing off from 0.1 s to 2 s, for up to
+        ``[docker_runtime] daemon_reattach_window``: with live-restore the container is found running
+        (wait again) or exited (its real exit code); without it the daemon stopped it, so the outcome is
+        :data:`LOST` as soon as its init is gone from this host or the daemon reports it exited.
+        """
+        live = live_restore(self.client, self.spec.socket_path)  # known before the daemon may go away
+        broke_at: float | None = None
+        window = delay = 0.0
+        while True:
+            try:
+                if broke_at is not None:  # is the daemon back, and how is the container?
+                    state = self.client.api.inspect_container(self.id)["State"]
+                    if state.get("Running"):
+                        self.reattached += 1
+                        broke_at = None
+                    elif not live:
+                        return ContainerOutcome(1, False, f"{LOST}the daemon stopped the container (exit code {state.get('ExitCode')})")
+                try:
+                    result = self.client.api.wait(self.id, timeout=WAIT_POLL)
+                except requests.exceptions.ReadTimeout:
+                    if broke_at is None and self._init_alive() is not False:
+                        continue  # no news: the container runs
+                    raise  # its init is gone and the daemon does not say so: the daemon hangs
+                if not live and not daemon_listens(self.spec.socket_path):
+                    return ContainerOutcome(1, False, f"{LOST}the daemon stopped the container as it shut down "
+                                                      f"(exit code {result.get('StatusCode')})")
+                state = self.client.api.inspect_container(self.id)["State"]
+                logs = ""
+                if not self.connected:
+                    logs = self.client.api.logs(self.id, tail=40).decode(errors="replace")
+            except docker.errors.NotFound:
+                return ContainerOutcome(1, False, f"{LOST}the container was removed by someone else")
+            except DAEMON_ERRORS as exc:
+                if broke_at is None:
+                    from airflow_docker_runtime.layers import daemon_reattach_window
+
+                    broke_at, window, delay = time.monotonic(), daemon_reattach_window(), 0.1
+                if (self._init_alive() is False and not live) or time.monotonic() - broke_at >= window:
+                    return ContainerOutcome(1, False, f"{LOST}{exc}")
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            return ContainerOutcome(
+                exit_code=int(state.get("ExitCode", result.get("StatusCode", 1))),
+                oom_killed=bool(state.get("OOMKilled")),
+                startup_logs=logs,
+            )
+
+    def _init_alive(self) -> bool | None:
+        """Whether the container's init still runs, seen from this host's process table (the daemon may be
+        away); ``None`` before its PID is known."""
+        if self.host_pid <= 0:
+            return None
+        ticks = process_start_ticks(self.host_pid)
+        if self._init_ticks is None:
+            self._init_ticks = ticks
+        return ticks is not None and ticks == self._init_ticks
 
     def start_waiting(self, first: Callable[[], None] | None = None) -> None:
         """Start the thread that notices the container's exit (once the container has started); it runs
@@ -201,7 +276,7 @@ class ContainerProcess:
         if not self._exited.is_set():
             try:
                 self.client.api.stop(self.id, timeout=self.spec.stop_timeout)
-            except docker.errors.DockerException:
+            except DAEMON_ERRORS:  # gone already, or the daemon is away: the waiter decides
                 pass
             self._exited.wait(self.spec.stop_timeout + 30)
         self._removed.wait(60)
