@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_docker_runtime.container import client as client_module, gc, launcher, rundir
+from airflow_docker_runtime.container import client as client_module, forkserver, launcher, rundir
 from airflow_docker_runtime.container.process import LOST, ContainerProcess
 from airflow_docker_runtime.errors import DaemonUnreachable
 from tests.unit.factories import make_spec
@@ -150,3 +150,36 @@ def test_live_restore_the_try_survives_a_daemon_restart(private_daemon, run_base
         assert run_dirs(run_base) == []
     finally:
         private_daemon.start()
+
+
+def test_parsing_fork_server_is_replaced_after_the_daemon_stopped_under_it(private_daemon, run_base, test_id):
+    # What the DAG processor's parse children go through: a parse while the daemon is away fails at once
+    # with DaemonUnreachable (the file's import error); the next one after it is back gets a new server.
+    private_daemon.start()
+    spec = spec_for(private_daemon, fork_server=True)
+    request = {"kind": "parse", "name": f"adr-fault-{test_id}", "labels": {"test_id": test_id}, "bundle_paths": (),
+               "environment": {}}
+    pairs = [socket.socketpair() for _ in range(4)]
+    try:
+        child, _, _ = forkserver.launch_forked(spec, request, tuple(c for c, _ in pairs))
+        server, new = forkserver.server_for(spec, request)
+        assert not new and server.alive
+
+        private_daemon.stop()
+        assert child.wait(15) == -signal.SIGKILL and child.outcome.startup_logs == "the fork server exited"
+        private_daemon.wait_for(lambda: not server.alive, 15, "the fork server still counts as alive")
+        with pytest.raises(DaemonUnreachable, match="does not answer"):
+            forkserver.launch_forked(spec, request, tuple(c for c, _ in pairs))
+
+        private_daemon.start()
+        again, _, _ = forkserver.launch_forked(spec, request, tuple(c for c, _ in pairs))
+        assert again.server is not server and again.server.alive
+    finally:
+        forkserver._stop_all()
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+    servers = {"label": "airflow-docker-runtime.fork_server=true"}  # the private daemon runs nothing else
+    private_daemon.wait_for(lambda: private_daemon.client().api.containers(all=True, filters=servers) == [], 30,
+                            "a fork server was left behind")
+    assert run_dirs(run_base) == []
