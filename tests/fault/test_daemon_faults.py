@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from airflow_docker_runtime.container import client as client_module, forkserver, launcher, rundir
+from airflow_docker_runtime.container import process as process_module
 from airflow_docker_runtime.container.process import LOST, ContainerProcess
 from airflow_docker_runtime.errors import DaemonUnreachable
 from tests.unit.factories import make_spec
@@ -39,6 +40,7 @@ def _knobs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__DOCKER_RUNTIME__DAEMON_REATTACH_WINDOW", "30")
     monkeypatch.setattr(client_module, "_clients", {})
     monkeypatch.setattr(client_module, "_live_restore", {})
+    monkeypatch.setattr(process_module, "WAIT_POLL", 1.0)  # a wait that times out is no news, not a broken daemon
 
 
 def spec_for(daemon, **overrides):
@@ -130,10 +132,30 @@ def test_daemon_stopped_during_a_try_without_live_restore(private_daemon, run_ba
         sock.close()
 
 
+def test_daemon_hung_during_a_try_ends_it_once_the_container_is_gone(private_daemon, run_base, test_id):
+    private_daemon.start()
+    process, parents = start_try(private_daemon, test_id)
+    private_daemon.freeze()
+    try:
+        started = time.monotonic()
+        code = end_try(process, parents)  # the task runner exits; the frozen daemon cannot say so
+        elapsed = time.monotonic() - started
+    finally:
+        private_daemon.thaw()
+    assert process.outcome.startup_logs.startswith(LOST) and code == 1, process.outcome
+    assert elapsed < 10, f"the try ended {elapsed:.1f}s after its container exited under a hung daemon"
+    process.stop()
+    private_daemon.wait_for(lambda: containers_named(private_daemon, test_id) == [], 30,
+                            "the container was not removed after the daemon answered again")
+    assert run_dirs(run_base) == []
+
+
 def test_live_restore_the_try_survives_a_daemon_restart(private_daemon, run_base, test_id):
     private_daemon.start(live_restore=True)
     try:
         process, parents = start_try(private_daemon, test_id, remove_container_after_exit=False)
+        time.sleep(2.5)  # a few waits time out (WAIT_POLL=1): no news, not a re-attach
+        assert process.reattached == 0 and not process.exited
         private_daemon.stop()
         time.sleep(1)
         assert not process.exited  # a broken wait connection is not the container's exit

@@ -21,6 +21,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from airflow_docker_runtime.container import gc
 from airflow_docker_runtime.container.client import daemon_listens, live_restore, remove_container
@@ -78,6 +79,13 @@ class Timings:
         if self.pool == "hit":
             return f"image={self.image:.3f}s claim={self.claim:.3f}s"
         return f"image={self.image:.3f}s create={self.create:.3f}s start={self.start:.3f}s connect={self.connect:.3f}s"
+
+
+def _timed_out(exc: Exception) -> bool:
+    """A read timeout: requests' own, or urllib3's inside a ConnectionError (docker-py's unix socket transport)."""
+    return isinstance(exc, requests.exceptions.ReadTimeout) or bool(
+        exc.args and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
+    )
 
 
 def _exit_code_as_process(code: int, oom_killed: bool) -> int:
@@ -212,10 +220,10 @@ class ContainerProcess:
                         return ContainerOutcome(1, False, f"{LOST}the daemon stopped the container (exit code {state.get('ExitCode')})")
                 try:
                     result = self.client.api.wait(self.id, timeout=WAIT_POLL)
-                except requests.exceptions.ReadTimeout:
-                    if broke_at is None and self._init_alive() is not False:
+                except requests.exceptions.RequestException as exc:
+                    if _timed_out(exc) and broke_at is None and self._init_alive() is not False:
                         continue  # no news: the container runs
-                    raise  # its init is gone and the daemon does not say so: the daemon hangs
+                    raise  # broken, or its init is gone and the daemon does not say so: the daemon hangs
                 if not live and not daemon_listens(self.spec.socket_path):
                     return ContainerOutcome(1, False, f"{LOST}the daemon stopped the container as it shut down "
                                                       f"(exit code {result.get('StatusCode')})")
