@@ -20,6 +20,7 @@ from airflow_docker_runtime.container.docker_args import (
     create_kwargs,
     forwarded_config,
 )
+from airflow_docker_runtime.inside.bootstrap import WORKER_VERSIONS_ENV
 from airflow_docker_runtime.spec import Volume
 from tests.unit.factories import make_spec
 
@@ -163,16 +164,22 @@ def test_network_user_extra_hosts(request_):
 def test_environment_precedence(tmp_path):
     request = LaunchRequest(kind="task", name="n", run_dir=tmp_path, bootstrap_dir=tmp_path,
                             environment={"LEVEL": "request", "FROM_REQUEST": "1"})
-    spec = make_spec(environments={"LEVEL": "spec", "FROM_SPEC": "1", "AIRFLOW_HOME": "/opt/home"})
+    spec = make_spec(environments={"LEVEL": "spec", "FROM_SPEC": "1", "AIRFLOW_HOME": "/opt/home", WORKER_VERSIONS_ENV: "core=9.9"})
     env = create_kwargs(spec, request, host_env={"LEVEL": "host", "FROM_HOST": "1", "PYTHONUNBUFFERED": "0"})["environment"]
     # built-in < worker's host variables < spec environments < what the runtime itself needs
     assert env == {"LEVEL": "request", "FROM_REQUEST": "1", "FROM_SPEC": "1", "FROM_HOST": "1",
-                   "AIRFLOW_HOME": "/opt/home", "PYTHONUNBUFFERED": "0"}
+                   "AIRFLOW_HOME": "/opt/home", "PYTHONUNBUFFERED": "0", WORKER_VERSIONS_ENV: env[WORKER_VERSIONS_ENV]}
+    assert env[WORKER_VERSIONS_ENV] != "core=9.9"  # a sidecar cannot switch the version check off
 
 
 def test_default_environment(request_):
+    from importlib.metadata import version
+
     assert create_kwargs(make_spec(), request_, host_env={})["environment"] == {
-        "AIRFLOW_HOME": "/tmp/airflow-home", "PYTHONUNBUFFERED": "1"}
+        "AIRFLOW_HOME": "/tmp/airflow-home", "PYTHONUNBUFFERED": "1",
+        # the bootstrap's version check: this worker's Task SDK and core
+        WORKER_VERSIONS_ENV: f"task-sdk={version('apache-airflow-task-sdk')};core={version('apache-airflow-core')}",
+    }
 
 
 def test_labels_spec_plus_managed_and_request_identity(tmp_path):

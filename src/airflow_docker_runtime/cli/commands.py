@@ -190,3 +190,24 @@ def gc(args) -> None:
             print_table([{k: r[k] for k in ("name", "state", "kind", "what", "reason", "action")} for r in rows])
         done, deleted = ("would be cleaned up", "would be deleted") if args.dry_run else ("cleaned up", "deleted")
         print(f"{len(acted)} orphaned container(s) {done}, {len(rows) - len(acted)} left; {len(dirs)} run dir(s) {deleted}")
+
+
+def doctor(args) -> None:
+    """``airflow docker-runtime doctor``: check the set-up; exit 1 on any failure (warnings do not fail)."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from airflow.configuration import conf
+
+    from airflow_docker_runtime.doctor import exit_code, report, run_checks
+
+    checks = run_checks(Path(args.dag_folder or conf.get("core", "dags_folder")))
+    if args.output == "json":
+        print(json.dumps(report(checks), indent=2))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(report(checks), sort_keys=False), end="")
+    else:
+        print_table([asdict(c) for c in checks])
+        failed, warned = (sum(1 for c in checks if c.status == s) for s in ("failure", "warning"))
+        print(f"{'unhealthy' if failed else 'healthy'}: {len(checks)} checks, {failed} failure(s), {warned} warning(s)")
+    raise SystemExit(exit_code(checks))

@@ -21,6 +21,9 @@ ARG_CREATE_ARGS = Arg(
     action="store_true",
     help="Print the Docker create request (name and API body) the spec becomes, without contacting Docker (JSON or YAML)",
 )
+ARG_DAG_FOLDER = Arg(
+    ("--dag-folder",), help="Check the sidecars of this DAG folder and the images they name (default: [core] dags_folder)"
+)
 ARG_OUTPUT = Arg(("-o", "--output"), choices=("table", "json", "yaml"), default="table", help="Output format")
 
 
@@ -62,6 +65,13 @@ def get_cli_commands() -> list[GroupCommand]:
                     help="Stop and remove this host's containers (and run directories) whose supervisor is gone",
                     func=lazy_load_command(f"{_COMMANDS}.gc"),
                     args=(ARG_DRY_RUN, ARG_INCLUDE_KEPT, ARG_SOCKET_PATH, ARG_OUTPUT),
+                ),
+                ActionCommand(
+                    name="doctor",
+                    help="Check this host's set-up: daemons, routing and flags, every sidecar and the Airflow "
+                    "versions of every image they name; exit 1 on any failure",
+                    func=lazy_load_command(f"{_COMMANDS}.doctor"),
+                    args=(ARG_DAG_FOLDER, ARG_OUTPUT),
                 ),
             ),
         )

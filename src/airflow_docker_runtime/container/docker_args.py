@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 from docker.models import containers as _docker_containers
 from docker.types import DeviceRequest, Mount
 
+from airflow_docker_runtime.inside.bootstrap import WORKER_VERSIONS_ENV, encode_versions, installed_versions
 from airflow_docker_runtime.spec import RuntimeSpec, is_root_user
 
 # docker-py's containers.create() passes on every create_container() argument but stop_timeout (the
@@ -91,6 +93,12 @@ def container_user(spec: RuntimeSpec, image_user: str | None) -> str:
     return DEFAULT_USER
 
 
+@functools.cache
+def worker_versions() -> str:
+    """This worker's Airflow core and Task SDK versions, as the bootstrap's version check reads them."""
+    return encode_versions(installed_versions())
+
+
 def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``docker.DockerClient().containers.create`` that realise ``spec``."""
     mounts = [
@@ -109,6 +117,7 @@ def create_kwargs(spec: RuntimeSpec, request: LaunchRequest, host_env: Mapping[s
     environment.update(host_env)
     environment.update(spec.environments)
     environment.update(request.environment)
+    environment[WORKER_VERSIONS_ENV] = worker_versions()  # the bootstrap refuses an image of another minor version
 
     # The policy refuses our prefix in every layer; dropping it here too keeps `gc` trusting its labels.
     labels = {k: v for k, v in spec.labels.items() if not k.startswith(f"{LABEL_PREFIX}.")}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_docker_runtime.container.launcher import launch
 from airflow_docker_runtime.container.process import LOST, ContainerProcess, Timings
 from airflow_docker_runtime.errors import DockerRuntimeError
+from airflow_docker_runtime.inside.bootstrap import VERSION_MISMATCH
 from airflow_docker_runtime.spec import format_size
 
 if TYPE_CHECKING:
@@ -89,6 +90,20 @@ def log_runtime_error(log: FilteringBoundLogger, exc: Exception) -> None:
         log.exception(f"Docker runtime: unexpected {type(exc).__name__}: {exc}", error_type=type(exc).__name__)
 
 
+def version_mismatch_error(image: str, output: str) -> str:
+    """The error for a container that exited with :data:`VERSION_MISMATCH`: the bootstrap's line from
+    ``output`` (the container's log), naming the image; without it, the worker's side of the story."""
+    for line in output.splitlines():
+        if line.startswith("airflow-docker-runtime: image has "):
+            return f"Docker runtime: image {image!r} has {line.partition('image has ')[2]}"
+    from airflow_docker_runtime.container.docker_args import worker_versions
+
+    return (
+        f"Docker runtime: image {image!r} does not have this worker's Airflow minor version "
+        f"({worker_versions()}); the container's own message is in its log"
+    )
+
+
 def _eof(sock) -> bool:
     """Selector handler for the container's exit signal: there is never more to read."""
     return False
@@ -124,6 +139,12 @@ class ContainerChildMixin:
                 "its exit code is unknown",
                 container_id=container.id[:12],
                 detail=outcome.startup_logs[len(LOST):].strip()[:300],
+            )
+        elif outcome.exit_code == VERSION_MISMATCH and not outcome.oom_killed:
+            log.error(
+                version_mismatch_error(container.spec.image, outcome.startup_logs),
+                container_id=container.id[:12],
+                exit_code=outcome.exit_code,
             )
         elif outcome.oom_killed:
             log.error(

@@ -13,6 +13,10 @@ the warm pool: it connects, imports everything the child will need (:func:`prelo
 only then waits for step 2, so the try that takes it starts as fast as a forked child. ``serve-task`` /
 ``serve-parse`` is a fork server (:func:`serve`).
 
+Before the upstream child runs, :func:`version_mismatch` compares the image's Airflow with the worker's
+(passed in :data:`WORKER_VERSIONS_ENV`): a supervisor cannot talk to a child of another minor version, so
+the container says so in one line and exits with :data:`VERSION_MISMATCH` instead of failing obscurely.
+
 The connection of step 1 stays open as the container's lifeline: the supervisor never closes it while
 the container runs, so when it reads end-of-file the supervisor is gone (worker killed) and the container
 stops itself at once instead of running on unsupervised.
@@ -24,6 +28,59 @@ import sys
 import threading
 
 HANDSHAKE = b"airflow-docker-runtime/1"
+
+WORKER_VERSIONS_ENV = "AIRFLOW_DOCKER_RUNTIME_WORKER_VERSIONS"
+"""The worker's versions of :data:`DISTRIBUTIONS`, ``core=3.3.2;task-sdk=1.3.2`` (set by the worker)."""
+DISTRIBUTIONS = (("task-sdk", "apache-airflow-task-sdk"), ("core", "apache-airflow-core"))
+"""(short name, distribution) whose minor version must match the worker's: the supervisor's protocol is theirs."""
+VERSION_MISMATCH = 72
+"""Exit code of a container whose Airflow is not the worker's minor version."""
+
+
+def installed_versions():
+    """``{short name: version or None}`` of :data:`DISTRIBUTIONS` in this Python."""
+    from importlib import metadata
+
+    versions = {}
+    for short, name in DISTRIBUTIONS:
+        try:
+            versions[short] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[short] = None
+    return versions
+
+
+def encode_versions(versions):
+    return ";".join(f"{short}={version}" for short, version in versions.items() if version)
+
+
+def version_mismatch(worker, image):
+    """The line to fail with when ``image`` (:func:`installed_versions`) cannot serve a supervisor of
+    ``worker`` (:func:`encode_versions` form): a distribution missing or of another major.minor; else None."""
+    wanted = dict(part.split("=", 1) for part in worker.split(";") if "=" in part)
+    for short, name in DISTRIBUTIONS:
+        if short not in wanted:
+            continue
+        minor = ".".join(wanted[short].split(".")[:2])
+        have = image.get(short)
+        if have is None or ".".join(have.split(".")[:2]) != minor:
+            return (
+                f"airflow-docker-runtime: image has {name} {have or '(not installed)'}, this worker {wanted[short]}: "
+                f"the image must have the worker's minor version ({minor})"
+            )
+    return None
+
+
+def check_versions():
+    """:func:`version_mismatch` for this container (None when the worker did not say its versions)."""
+    worker = os.environ.get(WORKER_VERSIONS_ENV)
+    return version_mismatch(worker, installed_versions()) if worker else None
+
+
+def fail_version_mismatch(message):
+    """Say ``message`` on stderr and end the container with :data:`VERSION_MISMATCH`."""
+    os.write(2, message.encode() + b"\n")
+    os._exit(VERSION_MISMATCH)
 
 
 def connect(path):
@@ -107,9 +164,14 @@ def preload(kind):
 
 def become_child(requests, stdout, stderr, logs_fd, kind):
     """Point fds 1 and 2 at the supervisor's channels and run the upstream child; never returns."""
+    mismatch = check_versions()
+    if mismatch:  # in the container's own log too: the worker reads it to report the exit
+        os.write(2, mismatch.encode() + b"\n")
     # From here on, even an ImportError (an image without Airflow) lands in the task log.
     os.dup2(stdout.fileno(), 1)
     os.dup2(stderr.fileno(), 2)
+    if mismatch:  # before any Airflow import: the image's Airflow cannot talk to this supervisor
+        fail_version_mismatch(mismatch)
     os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "client")
     from airflow.sdk.execution_time.supervisor import _fork_main
 
@@ -134,6 +196,9 @@ def serve(control, kind):
     """
     import signal
 
+    mismatch = check_versions()
+    if mismatch:  # before "ready": the server fails, and its output (this line) is the parse's error
+        fail_version_mismatch(mismatch)
     preload(kind)  # the expensive imports, once
     lock = threading.Lock()
     children = {}
@@ -181,7 +246,8 @@ def main():
     kind = mode
     if mode.startswith("pooled-"):
         kind = mode[len("pooled-"):]
-        preload(kind)
+        if not check_versions():  # a mismatched image imports nothing; the try that claims it gets the message
+            preload(kind)
         control.sendall(b"ready\n")  # the pool may now hand this container to a try
     requests, stdout, stderr, logs_fd = receive_channels(control)
     watch_lifeline(control)

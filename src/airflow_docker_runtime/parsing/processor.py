@@ -23,9 +23,15 @@ from airflow_docker_runtime.container.forkserver import ForkedChild, launch_fork
 from airflow_docker_runtime.container.launcher import launch
 from airflow_docker_runtime.container.process import ContainerProcess
 from airflow_docker_runtime.container.owner import owner_labels
-from airflow_docker_runtime.container.supervised import ContainerChildMixin, log_runtime_error, start_in_container
+from airflow_docker_runtime.container.supervised import (
+    ContainerChildMixin,
+    log_runtime_error,
+    start_in_container,
+    version_mismatch_error,
+)
 from airflow_docker_runtime.coordinator import container_environment
 from airflow_docker_runtime.errors import DockerRuntimeError
+from airflow_docker_runtime.inside.bootstrap import VERSION_MISMATCH
 from airflow_docker_runtime.layers import runtime_flag
 from airflow_docker_runtime.resolve import resolve
 from airflow_docker_runtime.spec import format_size
@@ -133,6 +139,8 @@ class DockerDagFileProcessorProcess(ContainerChildMixin, DagFileProcessorProcess
         outcome = self.container.outcome
         if outcome is not None and outcome.oom_killed:
             reason = f"the parsing container was killed: out of memory, limit {format_size(self.container.spec.memory)}"
+        elif outcome is not None and outcome.exit_code == VERSION_MISMATCH:
+            reason = version_mismatch_error(self.container.spec.image, outcome.startup_logs).removeprefix("Docker runtime: ")
         else:
             reason = f"the parsing container exited with code {code} without a result"
         self.parsing_result = DagFileParsingResult(
