@@ -254,6 +254,26 @@ def _headline(results: dict[str, Any]) -> list[str]:
         "tasks both medians have the 2 s of sleep taken off, so the value is the plain difference of the two "
         f"medians. {summary}.",
     ]
+    pool_missed = [k for k in ("task_seq_noop_docker_minus_native_s", "task_par4_sleep2_docker_minus_native_s") if k in missed]
+    if pool_missed:
+        cold = _get(results, "tasks", "start_overhead", "seq", "docker_cold", "start_to_end", "p50")
+        hit = _get(results, "tasks", "start_overhead", "seq", "docker", "supervisor_view", "p50")
+        lines += [
+            "",
+            "**Why the warm pool misses its targets here.** Every try still gets a fresh container whose "
+            "interpreter imports Airflow, about "
+            + (f"{cold:.2f} s" if cold is not None else "a second")
+            + " of CPU per try (the pool-off start → end above); the pool moves that work off the try's path but "
+            "does not remove it. On 2 cores that are also running the scheduler, the api-server, the DAG processor "
+            "and the supervisors, replacements cannot be imported as fast as tries arrive (about one a second "
+            "sequentially, four every two seconds in the sleep shape), so tries take containers that are still "
+            "importing: a pool *hit* then costs the rest of that import (workload received → first task-runner "
+            "line, docker default: "
+            + (f"{hit:.3f} s" if hit is not None else "see above")
+            + "). Pooled containers import at the lowest CPU weight (`cpu_shares` 2 until claimed), so on a busy "
+            "machine they wait longest. The task fork server, which forks instead of importing per try, reaches "
+            "native speed; see ADR 0009 for the trade-off.",
+        ]
     unavailable = _get(results, "tasks", "unavailable") or {}
     if unavailable:
         lines += [
