@@ -1,0 +1,23 @@
+"""DAGs of the daemon fault tests (tests/fault/test_daemon_faults_airflow.py): their tries run in containers
+on the private daemon, which the tests stop and restart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import dag, task
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+
+@dag(schedule=None, start_date=START, catchup=False)
+def daemon_down_before():
+    @task(retries=1, retry_delay=timedelta(seconds=2))
+    def quick():
+        print("quick task ran", flush=True)
+
+    quick()
+
+
+daemon_down_before()
