@@ -59,8 +59,10 @@ def daemon_listens(socket_path: str) -> bool:
         probe.settimeout(1.0)
         try:
             probe.connect(socket_path.removeprefix("unix://"))
-        except OSError:
+        except (ConnectionRefusedError, FileNotFoundError):
             return False
+        except OSError:  # a full backlog (a busy daemon) or the like: not a closed listener
+            return True
     return True
 
 
