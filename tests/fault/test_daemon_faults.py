@@ -205,3 +205,27 @@ def test_parsing_fork_server_is_replaced_after_the_daemon_stopped_under_it(priva
     private_daemon.wait_for(lambda: private_daemon.client().api.containers(all=True, filters=servers) == [], 30,
                             "a fork server was left behind")
     assert run_dirs(run_base) == []
+
+
+def test_a_daemon_away_longer_than_the_reattach_window_ends_the_try_and_the_container(private_daemon, run_base, test_id,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("AIRFLOW__DOCKER_RUNTIME__DAEMON_REATTACH_WINDOW", "3")
+    private_daemon.start(live_restore=True)  # the container outlives the daemon's stop
+    try:
+        process, parents = start_try(private_daemon, test_id)
+        init = process.host_pid
+        started = time.monotonic()
+        private_daemon.stop()
+        assert process.wait(timeout=20) == 1 and process.outcome.startup_logs.startswith(LOST), process.outcome
+        assert 3 <= time.monotonic() - started < 8, process.outcome  # the window, counted from the break
+        # Given up, its lifeline closed: the container stops itself although no daemon can stop it.
+        private_daemon.wait_for(lambda: process_module.process_start_ticks(init) is None, 15,
+                                "the container given up still runs")
+        private_daemon.start(live_restore=True)
+        private_daemon.wait_for(lambda: containers_named(private_daemon, test_id) == [], 30,
+                                "the container was not removed after the daemon came back")
+        assert run_dirs(run_base) == []
+        for sock in parents:
+            sock.close()
+    finally:
+        private_daemon.start()
