@@ -466,7 +466,6 @@ DEFAULTS: dict[str, Any] = {
     "docker_cgroup_subpath": "docker",
     "python": "python",
     "connect_timeout": 60.0,
-    "fork_server": False,
     "warm_pool_size": 4,
     # The hardened profile (ADR 0008): what a container gets unless the operator loosens it.
     "network_mode": "none",
@@ -479,9 +478,11 @@ DEFAULTS: dict[str, Any] = {
 }
 """Built-in defaults (the AIP's where it gives one, ADR 0008's hardened profile). ``airflow.cfg`` overrides them."""
 
-PURPOSE_DEFAULTS: dict[str, dict[str, Any]] = {"parse": {"fork_server": True}}
-"""Built-in defaults for one purpose only: DAG files are parsed by fork servers unless the operator sets
-``fork_server = False`` (one container per parse, the strict setting; ADR 0007)."""
+PURPOSE_DEFAULTS: dict[str, dict[str, Any]] = {"parse": {"fork_server": True}, "task": {"fork_server": False}}
+"""Built-in defaults that differ by purpose: DAG files are parsed by fork servers unless the operator sets
+``fork_server = False`` (one container per parse, the strict setting; ADR 0007); task tries get a
+container each unless a queue opts in. Not in :data:`DEFAULTS`, so ``airflow.cfg``'s ``[docker_runtime]``
+shows no default that would override the purpose's."""
 
 
 class RuntimeSpec(BaseModel):

@@ -124,6 +124,9 @@ def test_sigkilled_worker_leaves_no_running_container_and_a_restarted_worker_rem
     worker = celery_stack.start_worker("crash", "lifecycle", coordinator_entry("lifecycle", warm_pool_size="0"))
     run_id = celery_stack.trigger("celery_sleep", conf={"seconds": 600})
     container = wait_for_running_container(docker_client, "celery_sleep")
+    # Mid-task: the try is running (its supervisor told the API server), not still being handed over.
+    wait_for(lambda: "sleeping 600" in celery_stack.task_log("celery_sleep", run_id, "sleep"), timeout=60,
+             what="the task to start sleeping")
     assert container["Labels"]["airflow-docker-runtime.worker"] == subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
 
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and every process of it, supervisors included

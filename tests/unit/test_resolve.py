@@ -420,3 +420,18 @@ def test_runtime_errors_survive_pickling():
     assert isinstance(error, PolicyViolation)
     assert (error.source, error.key, str(error)) == ("dags/etl.py.metadata.yaml", "docker_runtime.privileged",
                                                      "dags/etl.py.metadata.yaml: key 'docker_runtime.privileged': no")
+
+
+def test_purpose_defaults_survive_airflow_cfg_defaults():
+    """Airflow's configuration lists the provider's defaults as values of [docker_runtime]: a key whose
+    built-in default differs by purpose must have none there, or it overrides the purpose's default."""
+    from airflow_docker_runtime.provider import config_sections
+    from airflow_docker_runtime.resolve import operator_setting
+    from airflow_docker_runtime.spec import PURPOSE_DEFAULTS
+
+    options = config_sections()["docker_runtime"]["options"]
+    for defaults in PURPOSE_DEFAULTS.values():
+        for key in defaults:
+            assert options[key]["default"] is None, key
+    assert operator_setting("fork_server", "parse") is True  # through Airflow's real configuration
+    assert operator_setting("fork_server", "task") is False
