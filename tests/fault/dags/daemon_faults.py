@@ -3,6 +3,7 @@ on the private daemon, which the tests stop and restart."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pendulum
@@ -20,4 +21,27 @@ def daemon_down_before():
     quick()
 
 
+@dag(schedule=None, start_date=START, catchup=False)
+def daemon_down_during():
+    @task(retries=1, retry_delay=timedelta(hours=1))
+    def slow():
+        print("slow task started", flush=True)
+        time.sleep(300)
+
+    slow()
+
+
+@dag(schedule=None, start_date=START, catchup=False)
+def daemon_restarted_during():
+    @task
+    def survives():
+        print("survivor started", flush=True)
+        time.sleep(20)
+        print("survivor done", flush=True)
+
+    survives()
+
+
 daemon_down_before()
+daemon_down_during()
+daemon_restarted_during()
