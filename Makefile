@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PYTHON := $(BIN)/python
 
-.PHONY: demo test setup venv docker images postgres redis bench load-test clean
+.PHONY: demo test setup venv docker images postgres redis bench load-test soak clean
 
 demo: venv docker images
 	$(BIN)/python scripts/demo.py
@@ -21,6 +21,12 @@ bench: setup
 # CeleryExecutor load test: 200 short tasks across two workers; writes its section of docs/benchmarks.md.
 load-test: setup
 	$(BIN)/python bench/celery_load.py --write
+
+# Soak: 1,000 short tries (LocalExecutor, parallelism 4) and 200 parses through the docker runtime; fails on a
+# lost try or a leak (containers, run directories, fds, sockets; worker RSS growth > 50 MB); writes its section
+# of docs/benchmarks.md. A 100-try version runs in `make test` (tests/e2e/test_soak.py).
+soak: setup
+	$(BIN)/python bench/soak.py --write
 
 setup: venv docker images postgres redis
 
