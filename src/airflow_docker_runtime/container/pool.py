@@ -264,7 +264,10 @@ def claim(
             process.start_waiting(first=lambda: _adopt(client, reply["id"], name))
             return process, time.monotonic() - started
         conn.close()
-        remove_container(client, reply["id"])
+        try:
+            remove_container(client, reply["id"])
+        except Exception:  # its pool or `gc` removes it; this try goes on with the next container
+            pass
     threading.Thread(target=pool.want, args=(key, template, spec), name="adr-pool-want", daemon=True).start()
     return None
 
