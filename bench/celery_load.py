@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.common import write_section  # noqa: E402
 from tests.support.stack import AirflowStack, celery_settings, coordinator_entry, pg_database, wait_for  # noqa: E402
 
 DAGS = REPO / "tests" / "e2e" / "celery_dags"
@@ -143,14 +144,7 @@ cold (see "Where the time goes" above); the worker slots, not the runtime, set t
 
 
 def write(result: dict) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = markdown(result)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section.rstrip("\n") + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_section(BEGIN, END, markdown(result))
 
 
 def main() -> None:

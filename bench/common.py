@@ -111,3 +111,14 @@ def tree_facts() -> dict[str, Any]:
 def write_sidecar(dag_file: Path, image: str) -> None:
     """The AIP-46 sidecar that picks ``image`` for ``dag_file``."""
     Path(f"{dag_file}.metadata.yaml").write_text(f"docker_runtime:\n  image: {image}\n")
+
+
+def write_section(begin: str, end: str, section: str, page: Path = REPO / "docs" / "benchmarks.md") -> None:
+    """Put ``section`` (which starts with ``begin`` and ends with ``end``) into ``page``: in place of the
+    block between those markers, or at the end. ``bench/run.py`` keeps such blocks when it re-renders."""
+    text = page.read_text() if page.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section.rstrip("\n") + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    page.write_text(text)

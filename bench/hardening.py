@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -24,13 +23,13 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import write_section  # noqa: E402
 from airflow_docker_runtime.container.docker_args import LaunchRequest, create_kwargs  # noqa: E402
 from airflow_docker_runtime.spec import DEFAULTS, RuntimeSpec  # noqa: E402
 
 IMAGE = "adr-test/base:latest"
 PYTHON = "/opt/airflow/venv/bin/python"
 IMPORT = "import airflow.sdk.execution_time.task_runner, airflow.dag_processing.dagbag"
-PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- hardening:begin -->", "<!-- hardening:end -->"
 
 
@@ -105,12 +104,7 @@ def main() -> int:
             "machine; on a busy one the CPU quota can add waiting that the plain container does not have.",
             END,
         ])
-        text = PAGE.read_text()
-        if BEGIN in text:
-            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), section, text, flags=re.S)
-        else:
-            text = text.rstrip("\n") + "\n\n" + section + "\n"
-        PAGE.write_text(text)
+        write_section(BEGIN, END, section)
     return 0
 
 

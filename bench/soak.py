@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from airflow_docker_runtime.container.rundir import RUN_DIR_BASE  # noqa: E402
+from bench.common import write_section  # noqa: E402
 from tests.support.stack import AirflowStack, coordinator_entry, pg_database, wait_for  # noqa: E402
 
 DAGS = REPO / "bench" / "soak_dags"
@@ -226,14 +227,7 @@ Machine: {r['machine']}. Date: {r['date']}. Counted after a 20-try warm-up and a
 
 
 def write(result: dict) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = markdown(result)
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section.rstrip("\n") + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
+    write_section(BEGIN, END, markdown(result))
 
 
 def main() -> None:
