@@ -18,7 +18,7 @@ import pytest
 
 from airflow_docker_runtime.container.docker_args import container_name
 from airflow_docker_runtime.container.pool import pool_address
-from tests.e2e.conftest import PG_URL, docker_config, postgres_answers, require
+from tests.e2e.conftest import dags_folder, docker_config, postgres_answers, require
 from tests.support.stack import COORDINATOR, AirflowStack, pg_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -62,10 +62,7 @@ def pool_stack(tmp_path_factory, docker_client):
     require(postgres_answers(), "PostgreSQL does not answer on 127.0.0.1:5432 (run scripts/ensure-postgres.sh)")
     docker_client.images.get("adr-test/base:latest").tag(IMAGE)
     tmp = tmp_path_factory.mktemp("pool")
-    dags = tmp / "dags"
-    dags.mkdir()
-    for item in POOL_DAGS.iterdir():
-        (dags / item.name).write_bytes(item.read_bytes())
+    dags = dags_folder(tmp, POOL_DAGS)
     config = docker_config(warm_pool_max_containers=str(MAX_CONTAINERS))
     # Queue `forked` opts in to the task fork server.
     coordinators = json.loads(config["sdk"]["coordinators"])
@@ -74,11 +71,16 @@ def pool_stack(tmp_path_factory, docker_client):
     config["sdk"]["queue_to_coordinator"] = json.dumps({**json.loads(config["sdk"]["queue_to_coordinator"]), "forked": "docker-fork"})
     config["core"] = {"parallelism": "4"}
     with AirflowStack(tmp / "home", dags, db_url=pg_database("airflow_pool"), config=config) as s:
-        s.api.post("/variables", json={"key": "adr_var", "value": "value-from-airflow"}).raise_for_status()
-        s.api.post("/connections", json={"connection_id": "adr_conn", "conn_type": "generic", "host": "db.example.com"}).raise_for_status()
+        add_variable_and_connection(s)
         s.wait_for_dags(["pooled_features", "pooled_hold", "forked_tries"])
         yield s
     docker_client.images.remove(IMAGE, noprune=True)
+
+
+def add_variable_and_connection(stack) -> None:
+    """What the pool DAGs read inside their containers."""
+    stack.api.post("/variables", json={"key": "adr_var", "value": "value-from-airflow"}).raise_for_status()
+    stack.api.post("/connections", json={"connection_id": "adr_conn", "conn_type": "generic", "host": "db.example.com"}).raise_for_status()
 
 
 def run(stack, dag_id: str) -> str:

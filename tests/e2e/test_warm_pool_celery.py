@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.e2e.conftest import postgres_answers, require
-from tests.e2e.test_warm_pool import IMAGE, POOL_DAGS, idle_pooled, wait_for_ready
+from tests.e2e.conftest import dags_folder, postgres_answers, require
+from tests.e2e.test_warm_pool import IMAGE, POOL_DAGS, add_variable_and_connection, idle_pooled, wait_for_ready
 from tests.support.stack import AirflowStack, celery_settings, coordinator_entry, pg_database, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -26,15 +26,11 @@ def celery_pool_stack(tmp_path_factory, docker_client):
     subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(REDIS_DB), "flushdb"], check=True, capture_output=True)
     docker_client.images.get("adr-test/base:latest").tag(IMAGE)
     tmp = tmp_path_factory.mktemp("celery-pool")
-    dags = tmp / "dags"
-    dags.mkdir()
-    for item in POOL_DAGS.iterdir():
-        (dags / item.name).write_bytes(item.read_bytes())
+    dags = dags_folder(tmp, POOL_DAGS)
     config = celery_settings(REDIS_DB, "airflow_celery_pool")
     config["docker_runtime"] = {"task_execution_runtime": "docker", "container_repository": "adr-test/base"}
     with AirflowStack(tmp / "home", dags, db_url=pg_database("airflow_celery_pool"), config=config) as stack:
-        stack.api.post("/variables", json={"key": "adr_var", "value": "value-from-airflow"}).raise_for_status()
-        stack.api.post("/connections", json={"connection_id": "adr_conn", "conn_type": "generic", "host": "db.example.com"}).raise_for_status()
+        add_variable_and_connection(stack)
         stack.wait_for_dags(["pooled_features"])
         yield stack
     docker_client.images.remove(IMAGE, noprune=True)
